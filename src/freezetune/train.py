@@ -1,0 +1,436 @@
+"""Finetuner: trains a plan (or a schedule of plans) and measures what it cost.
+
+The loop is small on purpose; what varies is pluggable:
+
+* **schedules** — ``schedule.plan_at(step, epoch, observations)`` may return a new plan at any
+  step; the switch (``_switch_plan``) re-applies ``requires_grad``, frees the optimizer state of
+  parameters that stopped training and gives new ones a real update;
+* **forward** — ``self.forward(batch)`` is the one place the model runs, so a frozen-prefix
+  cache can start the forward at a block boundary;
+* **callbacks** — objects with any of ``on_plan_change``, ``on_step_end``, ``on_evaluate``,
+  ``on_fit_end`` (run logging, progress, custom hooks).
+
+The frozen prefix (embeddings and blocks below the lowest trainable unit) runs in eval mode,
+so dropout never touches it; its parameters have ``requires_grad=False`` and its inputs are
+token ids, so autograd records nothing there and no gradient can reach it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any, Iterable, Protocol
+
+import torch
+from torch import nn
+
+from .config import TrainConfig
+from .costs import PeakMemory, StepTimer, count_parameters
+from .errors import FreezetuneError
+from .layout import EMBEDDINGS, HEAD, LayerMap, block_unit, is_bias
+from .metrics import classification_metrics, is_better
+from .plan import Plan
+from .strategies import resolve
+
+log = logging.getLogger("freezetune")
+
+
+# ---------------------------------------------------------------------- schedules
+class Schedule(Protocol):
+    def plan_at(self, step: int, epoch: int, observations: dict[str, Any]) -> Plan: ...
+
+
+@dataclass(frozen=True)
+class StaticSchedule:
+    """A plan that never changes."""
+
+    plan: Plan
+
+    def plan_at(self, step: int, epoch: int, observations: dict[str, Any]) -> Plan:
+        return self.plan
+
+
+def default_lr(plan: Plan, layers: LayerMap) -> float:
+    """The best rates on MiniLM grow as fewer parameters train (see the README's evidence)."""
+    n = layers.num_blocks
+    blocks = plan.trainable_blocks(n)
+    if plan.lora is not None:
+        return 2e-3
+    if not blocks and not plan.embeddings:
+        return 3e-3
+    if plan.modules and set(plan.modules) <= {"bias", "norm"}:
+        return 1e-3
+    if len(blocks) <= n / 3 and not plan.embeddings:
+        return 3e-4
+    return 1e-4
+
+
+# ---------------------------------------------------------------------- results
+@dataclass
+class FitResult:
+    best_metrics: dict[str, Any]
+    best_step: int
+    history: list[dict[str, Any]]
+    costs: dict[str, Any]
+    plan: Plan
+    lr: float
+    stopped_early: bool = False
+
+
+@dataclass
+class _State:
+    step: int = 0  # optimizer steps taken
+    epoch: int = 0
+    best_value: float | None = None
+    best_step: int = 0
+    best_metrics: dict[str, Any] = field(default_factory=dict)
+    best_weights: dict[str, torch.Tensor] | None = None
+    evals_without_improvement: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    observations: dict[str, Any] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------- the trainer
+class Finetuner:
+    """Fine-tune ``model`` where the plan says, e.g. ``Finetuner(model, "top_k:2").fit(train, val)``.
+
+    ``strategy`` is a plan spec (see ``freezetune strategies``), a :class:`Plan`, or a schedule
+    (an object with ``plan_at``). ``freeze_pattern`` is an alias of ``strategy``. Training
+    options are :class:`TrainConfig` fields, given as ``config=`` or keyword arguments.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        strategy: str | Plan | Schedule = "full",
+        *,
+        freeze_pattern: str | Plan | None = None,
+        config: TrainConfig | None = None,
+        label_names: list[str] | None = None,
+        pad_token_id: int = 0,
+        callbacks: Iterable[Any] = (),
+        **options: Any,
+    ):
+        self.config = replace(config or TrainConfig(), **options).validate()
+        self.model = model
+        self.layers = LayerMap.from_model(model)
+        strategy = freeze_pattern if freeze_pattern is not None else strategy
+        if hasattr(strategy, "plan_at"):
+            self.schedule: Schedule = strategy  # type: ignore[assignment]
+        else:
+            self.schedule = StaticSchedule(resolve(strategy, self.layers))  # type: ignore[arg-type]
+        self.label_names = label_names
+        self.pad_token_id = pad_token_id
+        self.callbacks = list(callbacks)
+        self.plan: Plan | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.lr = 0.0
+        self.device = _pick_device()
+        self.autocast_dtype = _autocast_dtype(self.config.precision, self.device)
+        self.model.to(self.device)
+        # Apply the initial plan now so trainable counts are right before fit().
+        self._switch_plan(self.schedule.plan_at(0, 0, {}))
+
+    # ------------------------------------------------------------------ plan changes
+    def _switch_plan(self, plan: Plan) -> None:
+        old = self.plan
+        if old == plan:
+            return
+        self.plan = plan
+        plan.apply(self.model, self.layers)
+        if old is None:
+            self.lr = self.config.lr or default_lr(plan, self.layers)
+        self._build_optimizer()
+        self._set_modes()
+        for callback in self.callbacks:
+            if hasattr(callback, "on_plan_change"):
+                callback.on_plan_change(self, old, plan)
+
+    def _build_optimizer(self) -> None:
+        """Param groups per unit (its LR multiplier) x decay / no decay; state carried over.
+
+        State of parameters that stopped training is dropped (it would pin memory and, worse,
+        resume stale moments later); parameters that start training begin with fresh state.
+        """
+        old_state = self.optimizer.state if self.optimizer is not None else {}
+        groups: dict[tuple[str, bool], list[nn.Parameter]] = {}
+        named = dict(self.model.named_parameters())
+        for unit, names in self.layers.units.items():
+            for name in names:
+                param = named[name]
+                if param.requires_grad:
+                    decay = not (is_bias(name) or self.layers.groups.get(name) == "norm" or param.ndim < 2)
+                    groups.setdefault((unit, decay), []).append(param)
+        # Adapter tensors added by PEFT after the map was built: group them with their block.
+        mapped = {id(p) for ps in groups.values() for p in ps}
+        for name, param in named.items():
+            if param.requires_grad and id(param) not in mapped:
+                groups.setdefault((self._unit_for(name), True), []).append(param)
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        grouped = [p for ps in groups.values() for p in ps]
+        assert len(grouped) == len({id(p) for p in grouped}) == len(trainable), (
+            "every trainable parameter must land in exactly one optimizer group"
+        )
+        param_groups = []
+        for (unit, decay), params in groups.items():
+            multiplier = self.plan.lr_multiplier(unit)
+            param_groups.append(
+                {
+                    "params": params,
+                    "weight_decay": self.config.weight_decay if decay else 0.0,
+                    "base_lr": self.lr * multiplier,
+                    "lr": self.lr * multiplier,
+                    "unit": unit,
+                }
+            )
+        if not param_groups:
+            raise FreezetuneError(f"plan {self.plan.spec!r} trains nothing; pick a strategy that trains something")
+        if self.config.optimizer == "sgd":
+            optimizer = torch.optim.SGD(param_groups, lr=self.lr, momentum=self.config.momentum)
+        else:
+            optimizer = torch.optim.AdamW(param_groups, lr=self.lr)
+        for param in grouped:
+            if param in old_state:
+                optimizer.state[param] = old_state[param]
+        self.optimizer = optimizer
+
+    def _unit_for(self, name: str) -> str:
+        prefix = self.layers.block_path + "."
+        if name.startswith(prefix):
+            return block_unit(int(name[len(prefix) :].split(".", 1)[0]))
+        return HEAD
+
+    def frozen_prefix_depth(self) -> int:
+        return self.plan.frozen_prefix_depth(self.layers.num_blocks)
+
+    def _set_modes(self, training: bool = True) -> None:
+        """Train mode for what trains; eval mode (no dropout) for the frozen prefix."""
+        self.model.train(training)
+        if training:
+            for module in self.layers.prefix_modules(self.frozen_prefix_depth()):
+                module.eval()
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Logits for a batch; the single place the model runs (cache hooks override this)."""
+        with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
+            return self.model(**batch)
+
+    def _to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+
+    # ------------------------------------------------------------------ loaders
+    def _loader(self, data, *, shuffle: bool, seed: int, batch_size: int):
+        """A ``datasets.Dataset`` of tokenized rows gets a padded loader; batches pass through."""
+        if not hasattr(data, "column_names"):
+            return data
+        from .data import make_loader
+
+        return make_loader(
+            data,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            seed=seed,
+            pad_token_id=self.pad_token_id,
+            bucket=self.config.bucket and shuffle,
+        )
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, train, eval=None) -> FitResult:
+        """Train; evaluate on ``eval`` every epoch (or ``eval_every`` steps); keep the best."""
+        cfg = self.config
+        torch.manual_seed(cfg.seed)
+        train_loader = self._loader(train, shuffle=True, seed=cfg.seed, batch_size=cfg.batch_size)
+        eval_loader = (
+            self._loader(eval, shuffle=False, seed=0, batch_size=cfg.eval_batch_size) if eval is not None else None
+        )
+        steps_per_epoch = math.ceil(len(train_loader) / cfg.grad_accum)
+        total_steps = cfg.max_steps or steps_per_epoch * cfg.epochs
+        epochs = math.ceil(total_steps / steps_per_epoch)
+        warmup = int(cfg.warmup_ratio * total_steps)
+        state = _State()
+        timer = StepTimer(device=self.device)
+        memory = PeakMemory(device=self.device).start()
+        started = time.perf_counter()
+        progress = _progress(total_steps, cfg.progress, desc=f"train {self.plan.spec}")
+        stopped_early = False
+        try:
+            for epoch in range(epochs):
+                state.epoch = epoch
+                if hasattr(train_loader, "set_epoch"):
+                    train_loader.set_epoch(epoch)
+                timer.start_epoch()
+                stop = self._run_epoch(train_loader, eval_loader, state, timer, total_steps, warmup, progress)
+                timer.end_epoch()
+                if eval_loader is not None and cfg.eval_every is None:
+                    stop = self._evaluate_and_track(eval_loader, state) or stop
+                if stop or state.step >= total_steps:
+                    stopped_early = stop and state.step < total_steps
+                    break
+        finally:
+            progress.close()
+            memory.stop()
+        train_time = time.perf_counter() - started
+        if cfg.keep_best and state.best_weights is not None:
+            self._load_trainable(state.best_weights)
+        self.model.eval()
+        trainable, total = count_parameters(self.model)
+        costs = {
+            "trainable_params": trainable,
+            "total_params": total,
+            "trainable_pct": 100.0 * trainable / total,
+            "frozen_prefix_depth": self.frozen_prefix_depth(),
+            "train_time_s": train_time,
+            "epoch_times_s": list(timer.epoch_times),
+            "time_per_epoch_s": sum(timer.epoch_times) / max(1, len(timer.epoch_times)),
+            "steady_step_s": timer.steady_state_step_s(),
+            "steps": state.step,
+            "peak_memory_bytes": memory.peak_bytes,
+            "memory_kind": memory.kind,
+            "device": str(self.device),
+            "precision": str(self.autocast_dtype or "fp32").replace("torch.", ""),
+        }
+        result = FitResult(
+            best_metrics=state.best_metrics,
+            best_step=state.best_step,
+            history=state.history,
+            costs=costs,
+            plan=self.plan,
+            lr=self.lr,
+            stopped_early=stopped_early,
+        )
+        for callback in self.callbacks:
+            if hasattr(callback, "on_fit_end"):
+                callback.on_fit_end(self, result)
+        return result
+
+    def _run_epoch(self, loader, eval_loader, state: _State, timer, total_steps, warmup, progress) -> bool:
+        cfg = self.config
+        self._set_modes(True)
+        micro = 0
+        timer.start_step()
+        for batch in loader:
+            plan = self.schedule.plan_at(state.step, state.epoch, state.observations)
+            if plan != self.plan:
+                self._switch_plan(plan)
+            batch = self._to_device(batch)
+            labels = batch.pop("labels")
+            logits = self.forward(batch)
+            loss = nn.functional.cross_entropy(logits.float(), labels) / cfg.grad_accum
+            loss.backward()
+            micro += 1
+            if micro % cfg.grad_accum:
+                continue
+            self._optimizer_step(state.step, total_steps, warmup)
+            state.step += 1
+            timer.end_step()
+            record = {"step": state.step, "epoch": state.epoch, "loss": loss.item() * cfg.grad_accum, "lr": self._current_lr()}
+            state.observations["last_loss"] = record["loss"]
+            for callback in self.callbacks:
+                if hasattr(callback, "on_step_end"):
+                    callback.on_step_end(self, record)
+            progress.update(1)
+            progress.set_postfix(loss=f"{record['loss']:.4f}")
+            if eval_loader is not None and cfg.eval_every and state.step % cfg.eval_every == 0:
+                if self._evaluate_and_track(eval_loader, state):
+                    return True
+                self._set_modes(True)
+            if state.step >= total_steps:
+                return False
+            timer.start_step()
+        if micro % cfg.grad_accum:  # a partial accumulation at the end of the epoch still counts
+            self._optimizer_step(state.step, total_steps, warmup)
+            state.step += 1
+            timer.end_step()
+            progress.update(1)
+        return False
+
+    def _optimizer_step(self, step: int, total_steps: int, warmup: int) -> None:
+        factor = (step + 1) / warmup if step < warmup else max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+        for group in self.optimizer.param_groups:
+            group["lr"] = group["base_lr"] * factor
+        if self.config.max_grad_norm:
+            params = [p for g in self.optimizer.param_groups for p in g["params"]]
+            torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def _current_lr(self) -> float:
+        return max(g["lr"] for g in self.optimizer.param_groups)
+
+    # ------------------------------------------------------------------ evaluation
+    def _evaluate_and_track(self, loader, state: _State) -> bool:
+        """Evaluate, remember the best weights; True when early stopping says stop."""
+        metrics = self.evaluate(loader)
+        metrics.update(step=state.step, epoch=state.epoch)
+        state.history.append(metrics)
+        for callback in self.callbacks:
+            if hasattr(callback, "on_evaluate"):
+                callback.on_evaluate(self, metrics)
+        value = metrics[self.config.metric]
+        if is_better(self.config.metric, value, state.best_value):
+            state.best_value, state.best_step, state.best_metrics = value, state.step, metrics
+            state.best_weights = self._trainable_state() if self.config.keep_best else None
+            state.evals_without_improvement = 0
+            return False
+        state.evals_without_improvement += 1
+        patience = self.config.patience
+        return patience is not None and state.evals_without_improvement >= patience
+
+    @torch.no_grad()
+    def predict_logits(self, data) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits (and labels when the data has them) for a dataset or loader, in order."""
+        loader = self._loader(data, shuffle=False, seed=0, batch_size=self.config.eval_batch_size)
+        was_training = self.model.training
+        self.model.eval()
+        logits, labels = [], []
+        for batch in loader:
+            batch = self._to_device(batch)
+            label = batch.pop("labels", None)
+            logits.append(self.forward(batch).float().cpu())
+            if label is not None:
+                labels.append(label.cpu())
+        if was_training:
+            self._set_modes(True)
+        return torch.cat(logits), (torch.cat(labels) if labels else None)
+
+    def evaluate(self, data) -> dict[str, Any]:
+        """Loss, accuracy, macro-F1, MCC and a per-class report."""
+        logits, labels = self.predict_logits(data)
+        if labels is None:
+            raise FreezetuneError("evaluation data has no labels")
+        names = self.label_names or [str(i) for i in range(logits.size(-1))]
+        metrics = classification_metrics(labels.tolist(), logits.argmax(-1).tolist(), names)
+        metrics["loss"] = nn.functional.cross_entropy(logits, labels).item()
+        return metrics
+
+    # ------------------------------------------------------------------ weights
+    def _trainable_state(self) -> dict[str, torch.Tensor]:
+        return {n: p.detach().clone() for n, p in self.model.named_parameters() if p.requires_grad}
+
+    def _load_trainable(self, weights: dict[str, torch.Tensor]) -> None:
+        params = dict(self.model.named_parameters())
+        with torch.no_grad():
+            for name, value in weights.items():
+                params[name].copy_(value)
+
+
+def _pick_device() -> torch.device:
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def _autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    if precision == "fp32":
+        return None
+    supported = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    if precision == "bf16" and not supported:
+        raise FreezetuneError("--precision bf16 needs a GPU with bf16 support; use auto or fp32")
+    return torch.bfloat16 if supported else None
+
+
+def _progress(total: int, enabled: bool, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, disable=not enabled, leave=False, dynamic_ncols=True)

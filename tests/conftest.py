@@ -1,0 +1,67 @@
+"""Tiny models built from config (no downloads) and the embedded defaults, loaded once."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+
+def tiny_bert(num_blocks: int = 4):
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    config = BertConfig(
+        hidden_size=32, num_hidden_layers=num_blocks, num_attention_heads=2,
+        intermediate_size=64, vocab_size=100, max_position_embeddings=64,
+    )
+    return BertModel(config)
+
+
+def tiny_classifier(pooling: str = "mean", num_blocks: int = 4, num_labels: int = 3):
+    from freezetune.model import SequenceClassifier
+
+    backbone = tiny_bert(num_blocks)
+    torch.manual_seed(0)
+    return SequenceClassifier(backbone, num_labels=num_labels, pooling=pooling)
+
+
+def tiny_gpt2():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    return GPT2LMHeadModel(GPT2Config(n_embd=16, n_layer=3, n_head=2, vocab_size=50, n_positions=32))
+
+
+def tiny_llama(tie: bool = True):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        hidden_size=16, num_hidden_layers=4, num_attention_heads=2, num_key_value_heads=1,
+        intermediate_size=32, vocab_size=50, tie_word_embeddings=tie, max_position_embeddings=64,
+    )
+    return LlamaForCausalLM(config)
+
+
+@pytest.fixture
+def bert_classifier():
+    return tiny_classifier()
+
+
+def toy_batches(n: int = 48, seq: int = 12, vocab: int = 100, num_labels: int = 3, seed: int = 0):
+    """A learnable toy task: the label is which third of the vocabulary token 1 comes from."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(5, vocab, (n, seq), generator=g)
+    lengths = torch.randint(seq // 2, seq + 1, (n,), generator=g)
+    mask = (torch.arange(seq)[None, :] < lengths[:, None]).long()
+    ids = ids * mask
+    labels = (ids[:, 1] * num_labels // vocab).clamp(max=num_labels - 1)
+    return [
+        {"input_ids": ids[i : i + 8], "attention_mask": mask[i : i + 8], "labels": labels[i : i + 8]}
+        for i in range(0, n, 8)
+    ]
