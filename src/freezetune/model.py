@@ -88,6 +88,27 @@ def is_decoder(config) -> bool:
     return bool(getattr(config, "is_decoder", False)) or "CausalLM" in archs or "LMHead" in archs
 
 
+def _load_error(model_path, error: Exception) -> FreezetuneError:
+    text = str(error).strip()
+    first_line = text.splitlines()[0] if text else type(error).__name__
+    return FreezetuneError(f"cannot load model {model_path}: {first_line} (give a local model folder with --model)")
+
+
+def load_tokenizer(model_path: str | Path, *, gguf_file: str | None = None):
+    """The model's tokenizer, right-padded, with a pad token (decoders ship none: EOS serves)."""
+    from transformers import AutoTokenizer
+
+    kwargs = {"gguf_file": gguf_file} if gguf_file else {}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(model_path), **kwargs)
+    except (OSError, ValueError) as error:
+        raise _load_error(model_path, error) from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"
+    return tokenizer
+
+
 def load_classifier(
     model_path: str | Path,
     num_labels: int,
@@ -95,30 +116,22 @@ def load_classifier(
     pooling: str = "auto",
     gguf_file: str | None = None,
     dtype: torch.dtype = torch.float32,
-):
-    """Load backbone + tokenizer from a local folder (or a Hub name when online).
+) -> SequenceClassifier:
+    """Backbone from a local folder (or a Hub name when online) plus a fresh classifier head.
 
-    Returns ``(model, tokenizer, pooling)``. Weights load in float32 (transformers 5 would
-    otherwise keep the checkpoint's dtype); mixed precision is the trainer's business.
+    Weights load in float32 (transformers 5 would otherwise keep the checkpoint's dtype);
+    mixed precision is the trainer's business.
     """
-    from transformers import AutoModel, AutoTokenizer
+    from transformers import AutoModel
 
     kwargs = {"gguf_file": gguf_file} if gguf_file else {}
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(model_path), **kwargs)
         backbone = AutoModel.from_pretrained(str(model_path), dtype=dtype, **kwargs)
     except (OSError, ValueError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise FreezetuneError(
-            f"cannot load model {model_path}: {first_line} (give a local model folder with --model)"
-        ) from None
-    if tokenizer.pad_token is None:
-        # Decoders ship no pad token; padding is masked out, so the EOS token serves.
-        tokenizer.pad_token = tokenizer.eos_token
-    tokenizer.padding_side = "right"
+        raise _load_error(model_path, error) from None
     if pooling == "auto":
         pooling = default_pooling(model_path, backbone.config)
-    dropout = getattr(backbone.config, "hidden_dropout_prob", 0.1)
+    dropout = getattr(backbone.config, "hidden_dropout_prob", None) or 0.1
     model = SequenceClassifier(backbone, num_labels, pooling, dropout=dropout)
     log.info("loaded %s (%s, pooling=%s)", model_path, type(backbone).__name__, pooling)
-    return model, tokenizer, pooling
+    return model

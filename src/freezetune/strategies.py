@@ -169,10 +169,8 @@ def _known() -> str:
     return ", ".join(sorted(REGISTRY))
 
 
-def resolve(spec: str | Plan, layers: LayerMap) -> Plan:
-    """Turn a spec (or a ready Plan) into a validated Plan for this model."""
-    if isinstance(spec, Plan):
-        return spec.validate(layers)
+def _parse(spec: str) -> tuple[Strategy, dict]:
+    """Look the name up and convert every option to its declared type."""
     parsed = parse_spec(spec)
     strategy = REGISTRY.get(parsed.name)
     if strategy is None:
@@ -191,9 +189,21 @@ def resolve(spec: str | Plan, layers: LayerMap) -> Plan:
             f"strategy {parsed.name!r} has no option {unknown[0]!r}; "
             f"options: {', '.join(strategy.options)}"
         )
-    values = {
-        k: convert(v, strategy.options[k].kind, option=k, spec=spec) for k, v in raw.items()
-    }
+    values = {k: convert(v, strategy.options[k].kind, option=k, spec=spec) for k, v in raw.items()}
+    return strategy, values
+
+
+def check_spec(spec: str | Plan) -> None:
+    """Fail fast on a bad spec, before any model is loaded (model-dependent checks come later)."""
+    if not isinstance(spec, Plan):
+        _parse(spec)
+
+
+def resolve(spec: str | Plan, layers: LayerMap) -> Plan:
+    """Turn a spec (or a ready Plan) into a validated Plan for this model."""
+    if isinstance(spec, Plan):
+        return spec.validate(layers)
+    strategy, values = _parse(spec)
     own = {k: v for k, v in values.items() if k not in COMMON}
     plan = strategy.build(layers, **own)
     plan = _apply_common(plan, layers, values)

@@ -139,6 +139,11 @@ class Finetuner:
         if old == plan:
             return
         self.plan = plan
+        if plan.lora is not None:
+            from .lora import add_lora
+
+            # PEFT wraps the model once; parameter names change, so the map is rebuilt.
+            self.model, self.layers = add_lora(self.model, plan.lora, self.layers)
         plan.apply(self.model, self.layers)
         if old is None:
             self.lr = self.config.lr or default_lr(plan, self.layers)

@@ -1,0 +1,206 @@
+"""One training run, end to end: data -> model -> plan -> Finetuner -> metrics in a run folder.
+
+Shared by ``freezetune train``, the demo and the benchmarks, so that all of them load, split,
+train and measure the same way. Validation comes first and is cheap: a bad strategy, column,
+file or output folder fails before any model is loaded and before anything is written.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import defaults
+from .config import DataConfig, ModelConfig, TrainConfig
+from .data import ClassificationData, load_classification_data
+from .layout import LayerMap
+from .model import load_classifier, load_tokenizer
+from .rundir import RunDir
+from .strategies import check_spec
+from .train import Finetuner, FitResult
+
+log = logging.getLogger("freezetune")
+
+
+@dataclass
+class RunSpec:
+    """Everything a training run needs; the resolved form is saved as ``config.yaml``."""
+
+    strategy: str = "lower_half"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    output: str | None = None
+    overwrite: bool = False
+
+    def resolved(self) -> RunSpec:
+        """Fill the defaults that depend on what is installed (embedded model and data)."""
+        data = DataConfig(**asdict(self.data))
+        model = ModelConfig(**asdict(self.model))
+        if data.data is None:
+            data.data = defaults.default_data_path()
+            data.text_column = data.text_column or defaults.DEFAULT_TEXT_COLUMN
+            data.label_column = data.label_column or defaults.DEFAULT_LABEL_COLUMN
+        data.text_column = data.text_column or "text"
+        data.label_column = data.label_column or "label"
+        if model.model is None:
+            model.model = defaults.default_model_path()
+        return RunSpec(self.strategy, data, model, self.train, self.output, self.overwrite)
+
+    def flat(self) -> dict[str, Any]:
+        """One flat mapping with the same keys as the CLI flags (and YAML configs)."""
+        return {
+            "strategy": self.strategy,
+            **asdict(self.data),
+            **asdict(self.model),
+            **asdict(self.train),
+            "output": self.output,
+        }
+
+
+@dataclass
+class RunResult:
+    spec: RunSpec
+    fit: FitResult
+    validation: dict[str, Any]
+    test: dict[str, Any] | None
+    data_summary: dict[str, Any]
+    output: Path | None
+
+    def reported(self) -> tuple[str, dict[str, Any]]:
+        """Which numbers to report: test when given, else (optimistic) validation."""
+        return ("test", self.test) if self.test is not None else ("validation", self.validation)
+
+    def summary(self) -> dict[str, Any]:
+        split, metrics = self.reported()
+        return {
+            "strategy": self.spec.strategy,
+            "reported_split": split,
+            "reported_is_optimistic": split == "validation",
+            "accuracy": metrics["accuracy"],
+            "macro_f1": metrics["macro_f1"],
+            "mcc": metrics["mcc"],
+            "lr": self.fit.lr,
+            **{k: v for k, v in self.fit.costs.items() if k != "epoch_times_s"},
+        }
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class MetricsLogger:
+    """Finetuner callback writing step and evaluation records to ``metrics.jsonl``."""
+
+    def __init__(self, run_dir: RunDir, every: int = 10):
+        self.run_dir, self.every = run_dir, every
+
+    def on_step_end(self, tuner, record: dict[str, Any]) -> None:
+        if record["step"] % self.every == 0:
+            self.run_dir.append_metrics({"kind": "train", **record})
+
+    def on_evaluate(self, tuner, metrics: dict[str, Any]) -> None:
+        self.run_dir.append_metrics({"kind": "eval", **metrics})
+
+    def on_plan_change(self, tuner, old, new) -> None:
+        if old is not None:
+            self.run_dir.append_metrics({"kind": "plan_change", "from": old.spec, "to": new.spec})
+
+
+def load_data(spec: RunSpec, tokenizer) -> ClassificationData:
+    d = spec.data
+    return load_classification_data(
+        d.data,
+        tokenizer=tokenizer,
+        text_column=d.text_column,
+        label_column=d.label_column,
+        text_pair_column=d.text_pair_column,
+        eval_path=d.eval_data,
+        test_path=d.test_data,
+        max_length=d.max_length,
+        encoding=d.encoding,
+        validation_fraction=d.validation_fraction,
+        seed=spec.train.seed,
+        max_train_rows=d.max_train_rows,
+        max_eval_rows=d.max_eval_rows,
+        header=not d.no_header,
+    )
+
+
+def run_training(spec: RunSpec, *, data: ClassificationData | None = None, tokenizer=None) -> RunResult:
+    """Train one plan as ``spec`` says; write the run folder when ``spec.output`` is set.
+
+    ``data`` and ``tokenizer`` may be passed in to share one tokenization across runs.
+    """
+    spec = spec.resolved()
+    spec.train.validate()
+    check_spec(spec.strategy)
+    run_dir = RunDir.create(spec.output, overwrite=spec.overwrite) if spec.output else None
+    seed_everything(spec.train.seed)
+    m = spec.model
+    if tokenizer is None:
+        tokenizer = load_tokenizer(m.model, gguf_file=m.gguf_file)
+    if data is None:
+        data = load_data(spec, tokenizer)
+    seed_everything(spec.train.seed)  # the head's initialisation depends on the seed alone
+    model = load_classifier(m.model, len(data.label_names), pooling=m.pooling, gguf_file=m.gguf_file)
+    spec.model.pooling = model.pooling
+    callbacks = [MetricsLogger(run_dir)] if run_dir else []
+    tuner = Finetuner(
+        model,
+        spec.strategy,
+        config=spec.train,
+        label_names=data.label_names,
+        pad_token_id=tokenizer.pad_token_id or 0,
+        callbacks=callbacks,
+    )
+    log.info("plan:\n%s", tuner.plan.describe(tuner.layers))
+    fit = tuner.fit(data.train, data.validation)
+    spec.train.lr = fit.lr  # the resolved config names the rate actually used
+    validation = fit.best_metrics or tuner.evaluate(data.validation)
+    test = tuner.evaluate(data.test) if data.test is not None else None
+    summary = {
+        "train_rows": len(data.train),
+        "validation_rows": len(data.validation),
+        "test_rows": len(data.test) if data.test is not None else 0,
+        "labels": data.label_names,
+        "validation_source": data.validation_source,
+        "truncated": data.truncated,
+        "dropped": data.dropped,
+    }
+    result = RunResult(spec, fit, validation, test, summary, run_dir.path if run_dir else None)
+    if run_dir:
+        _write_run(run_dir, result, tuner.layers)
+    return result
+
+
+def _write_run(run_dir: RunDir, result: RunResult, layers: LayerMap) -> None:
+    spec = result.spec
+    run_dir.write_yaml("config.yaml", spec.flat())
+    run_dir.write_json("plan.json", result.fit.plan.to_dict())
+    split, _ = result.reported()
+    run_dir.write_json(
+        "metrics.json",
+        {
+            "summary": result.summary(),
+            "validation": result.validation,
+            "test": result.test,
+            "reported_split": split,
+            "note": None if split == "test" else "no --test-data: these are validation numbers, used for model selection, so optimistic",
+            "costs": result.fit.costs,
+            "best_step": result.fit.best_step,
+            "stopped_early": result.fit.stopped_early,
+            "lr": result.fit.lr,
+            "plan": result.fit.plan.to_dict(),
+            "units": layers.counts(),
+            "data": result.data_summary,
+        },
+    )
