@@ -65,3 +65,42 @@ def toy_batches(n: int = 48, seq: int = 12, vocab: int = 100, num_labels: int = 
         {"input_ids": ids[i : i + 8], "attention_mask": mask[i : i + 8], "labels": labels[i : i + 8]}
         for i in range(0, n, 8)
     ]
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A tiny BERT saved with the embedded MiniLM tokenizer: a real model folder, trained in seconds."""
+    import shutil
+    from pathlib import Path
+
+    from transformers import BertConfig, BertModel
+
+    from freezetune.defaults import default_model_path
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    torch.manual_seed(0)
+    config = BertConfig(hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
+                        intermediate_size=64, vocab_size=30522, max_position_embeddings=128)
+    BertModel(config).save_pretrained(folder)
+    source = Path(default_model_path())
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        if (source / name).exists():
+            shutil.copy(source / name, folder / name)
+    return str(folder)
+
+
+@pytest.fixture
+def sentiment_csv(tmp_path):
+    """A small, learnable two-class CSV plus an eval file."""
+    import csv
+
+    good = ["great", "lovely", "wonderful", "superb", "excellent", "fine", "happy", "nice"]
+    bad = ["awful", "terrible", "boring", "dreadful", "bad", "poor", "sad", "ugly"]
+    rows = [(f"a {w} film really {good[(i + 3) % 8]}", "pos") for i, w in enumerate(good * 4)]
+    rows += [(f"a {w} film really {bad[(i + 3) % 8]}", "neg") for i, w in enumerate(bad * 4)]
+    train = tmp_path / "train.csv"
+    with open(train, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "label"])
+        writer.writerows(rows)
+    return train

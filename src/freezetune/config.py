@@ -74,7 +74,7 @@ class DataConfig:
     text_pair_column: str | None = option(None, "second text column for sentence pairs")
     label_column: str | None = option(None, "column holding the label (default: label; sentiment for the embedded data)")
     encoding: str = option("auto", "text encoding of the files; auto tries UTF-8, then detects (e.g. latin-1)")
-    no_header: bool = option(False, "the files have no header row; columns are then named 0, 1, 2, ...")
+    header: bool = option(True, "the files have a header row (--no-header: columns are named 0, 1, 2, ...)")
     max_length: int = option(128, "tokens per example; longer texts are truncated (counted in the log)")
     max_train_rows: int | None = option(None, "use a stratified sample of this many training rows")
     max_eval_rows: int | None = option(None, "use at most this many validation/test rows")

@@ -131,7 +131,7 @@ def load_data(spec: RunSpec, tokenizer) -> ClassificationData:
         seed=spec.train.seed,
         max_train_rows=d.max_train_rows,
         max_eval_rows=d.max_eval_rows,
-        header=not d.no_header,
+        header=d.header,
     )
 
 

@@ -1,0 +1,138 @@
+"""The command line: a real run's outputs, and every bad input as one line with exit code 2."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from freezetune.cli import main
+
+FAST = ["--epochs", "1", "--batch-size", "8", "--max-length", "16", "--no-progress"]
+
+
+def run_cli(args, capsys):
+    code = main(args)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def train_args(model_dir, data, output, *extra):
+    return ["train", "--model", str(model_dir), "--data", str(data), "--output", str(output), *FAST, *extra]
+
+
+def test_train_writes_a_complete_run(tiny_model_dir, sentiment_csv, tmp_path, capsys):
+    out = tmp_path / "run"
+    code, stdout, _ = run_cli(train_args(tiny_model_dir, sentiment_csv, out, "--strategy", "top_k:2"), capsys)
+    assert code == 0
+    assert "top_k:2" in stdout and "validation numbers" in stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["reported_split"] == "validation"
+    assert set(metrics["validation"]) >= {"accuracy", "macro_f1", "mcc", "per_class"}
+    costs = metrics["costs"]
+    # two tiny-BERT blocks (8,544 each) + CLS pooler (32*32+32; no 1_Pooling config) + 2-class classifier
+    assert costs["trainable_params"] == 2 * 8544 + 1056 + 66
+    for key in ("trainable_pct", "time_per_epoch_s", "steady_step_s", "peak_memory_bytes"):
+        assert costs[key] > 0
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert any(r["kind"] == "eval" for r in records)
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["strategy"] == "top_k:2" and config["pooling"] == "cls"
+    assert config["lr"] == 1e-4  # half of the blocks train: the default rate for big plans
+    assert json.loads((out / "plan.json").read_text())["blocks"] == [2, 3]
+
+
+def test_saved_config_reproduces_the_run(tiny_model_dir, sentiment_csv, tmp_path, capsys):
+    first = tmp_path / "first"
+    assert main(train_args(tiny_model_dir, sentiment_csv, first, "--strategy", "alternate", "--test-data", str(sentiment_csv))) == 0
+    second = tmp_path / "second"
+    assert main(["train", "--config", str(first / "config.yaml"), "--output", str(second)]) == 0
+    capsys.readouterr()
+    a = json.loads((first / "metrics.json").read_text())
+    b = json.loads((second / "metrics.json").read_text())
+    assert a["test"]["loss"] == pytest.approx(b["test"]["loss"], abs=1e-6)
+    assert a["reported_split"] == "test"
+
+
+def write(path, text, encoding="utf-8"):
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("missing_file", "no such file"),
+        ("empty_file", "has no data rows"),
+        ("missing_column", "columns that exist: sentence, label|sentence"),
+        ("unknown_strategy", "unknown strategy 'everything'; known:"),
+        ("malformed_spec", "malformed strategy spec"),
+        ("block_out_of_range", "block 9 is out of range: this model has blocks 0..3"),
+        ("unseen_label", "meh"),
+        ("undecodable", "utf-8"),
+        ("bad_config_key", "unknown key 'learning_rate'"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(case, message, tiny_model_dir, sentiment_csv, tmp_path, capsys):
+    data, extra = sentiment_csv, []
+    if case == "missing_file":
+        data = tmp_path / "nope.csv"
+    elif case == "empty_file":
+        data = write(tmp_path / "empty.csv", "")
+    elif case == "missing_column":
+        data = write(tmp_path / "other.csv", "sentence,label\nnice,pos\nbad,neg\n")
+    elif case == "unknown_strategy":
+        extra = ["--strategy", "everything"]
+    elif case == "malformed_spec":
+        extra = ["--strategy", "top_k:2:3"]
+    elif case == "block_out_of_range":
+        extra = ["--strategy", "layers:1,9"]
+    elif case == "unseen_label":
+        extra = ["--eval-data", str(write(tmp_path / "eval.csv", "text,label\nso so,meh\ngreat,pos\n"))]
+    elif case == "undecodable":
+        data = write(tmp_path / "latin.csv", "text,label\ncaf\u00e9 cr\u00e8me,pos\nbad,neg\n" * 5, "latin-1")
+        extra = ["--encoding", "utf-8"]
+    elif case == "bad_config_key":
+        extra = ["--config", str(write(tmp_path / "c.yaml", "learning_rate: 0.1\n"))]
+    out = tmp_path / "run"
+    code, _, err = run_cli(train_args(tiny_model_dir, data, out, *extra), capsys)
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.startswith("freezetune: error:")]
+    assert len(lines) == 1 and "Traceback" not in err
+    assert pytest.importorskip("re").search(message, lines[0]), lines[0]
+    assert not out.exists()  # nothing written
+
+
+def test_existing_run_is_not_overwritten(tiny_model_dir, sentiment_csv, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(train_args(tiny_model_dir, sentiment_csv, out, "--strategy", "head_only")) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    code, _, err = run_cli(train_args(tiny_model_dir, sentiment_csv, out, "--strategy", "full"), capsys)
+    assert code == 2 and "already holds a run" in err and "--overwrite" in err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert main(train_args(tiny_model_dir, sentiment_csv, out, "--strategy", "full", "--overwrite")) == 0
+    assert json.loads((out / "plan.json").read_text())["embeddings"] is True
+
+
+def test_strategies_and_help_document_everything(capsys):
+    assert main(["strategies"]) == 0
+    out = capsys.readouterr().out
+    assert "top_k" in out and "bias" in out and "lora" in out
+    result = subprocess.run([sys.executable, "-m", "freezetune.cli", "train", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0
+    for flag in ("--strategy", "--text-pair-column", "--encoding", "--lr", "--patience", "--overwrite", "--pooling"):
+        assert flag in result.stdout
+    assert "blocks 0,2,4" in result.stdout  # alternate's meaning is spelled out
+
+
+def test_unknown_flag_exits_2(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--no-such-flag"])
+    assert info.value.code == 2
+
+
+def test_inspect_prints_units(tiny_model_dir, capsys):
+    assert main(["inspect", "--model", tiny_model_dir, "--strategy", "alternate"]) == 0
+    out = capsys.readouterr().out
+    assert "block.3" in out and "frozen prefix depth: 1" in out
