@@ -221,7 +221,7 @@ def build_report(results: dict, args, plans, seeds) -> str:
         f"({meta.get('runs_this_invocation', 0)} runs trained, the rest from the cache); "
         f"sum of the per-run wall times in the table: {meta.get('sum_run_wall_s', 0) / 60:.1f} min.",
         f"- Data: SST-2 train, stratified sample of {args.rows} rows drawn with the run seed "
-        f"(so seeds 0/1/2 see *different* 1,000-row samples); a stratified 10 % of it (same seed) "
+        f"(so each seed sees a *different* {args.rows:,}-row sample); a stratified 10 % of it (same seed) "
         f"is the validation set: {meta.get('train_rows', '?')} rows train, "
         f"{meta.get('validation_rows', '?')} validate (best epoch, restored at the end). "
         f"Test = SST-2 dev ({meta.get('test_rows', '?')} rows): all accuracies below are on it.",

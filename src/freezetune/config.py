@@ -45,6 +45,14 @@ class TrainConfig:
     seed: int = option(0, "random seed (head init, dropout, data order, validation split)")
     precision: str = option("auto", "auto: bf16 autocast on a GPU that supports it, else fp32", choices=("auto", "fp32", "bf16"))
     bucket: bool = option(False, "length-bucketed batches (less padding; changes the data order)")
+    cache: str = option(
+        "auto",
+        "frozen-prefix cache: compute the frozen embeddings + blocks once and reuse them every epoch; "
+        "auto: on when it pays (a frozen prefix, more than one epoch, a fixed plan)",
+        choices=("auto", "on", "off"),
+    )
+    cache_dtype: str = option("fp32", "storage type of cached states (bf16/fp16 halve the memory)", choices=("fp32", "bf16", "fp16"))
+    cache_ram_gb: float = option(4.0, "cache in RAM up to this size, then in a disk memmap")
     progress: bool = option(True, "show progress bars")
 
     def validate(self) -> TrainConfig:

@@ -355,6 +355,8 @@ def collate(features: Sequence[Mapping[str, Any]], pad_token_id: int = 0) -> dic
     batch["attention_mask"] = pad(masks or [[1] * len(x) for x in ids], 0)
     if "token_type_ids" in features[0]:
         batch["token_type_ids"] = pad([_as_list(f["token_type_ids"]) for f in features], 0)
+    if "index" in features[0]:  # example positions, for the frozen-prefix cache
+        batch["index"] = torch.tensor([int(f["index"]) for f in features], dtype=torch.long)
     if "labels" in features[0]:
         labels = [f["labels"] for f in features]
         if isinstance(labels[0], (list, tuple)) or getattr(labels[0], "ndim", 0) > 0:

@@ -120,6 +120,9 @@ def add_lora(model: nn.Module, spec: LoraSpec, layers: LayerMap) -> tuple[nn.Mod
         bias="none",
     )
     model = inject_adapter_in_model(config, model, adapter_name=ADAPTER)
+    for name in names:  # new modules start in train mode: follow the layer they wrap
+        adapted = model.get_submodule(name)
+        adapted.train(adapted.get_base_layer().training)
     setattr(model, _SPEC_ATTR, key)
     return model, LayerMap.from_model(model)
 

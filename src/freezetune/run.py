@@ -51,7 +51,8 @@ class RunSpec:
         data.label_column = data.label_column or "label"
         if model.model is None:
             model.model = defaults.default_model_path()
-        return RunSpec(self.strategy, data, model, self.train, self.output, self.overwrite)
+        train = TrainConfig(**asdict(self.train))
+        return RunSpec(self.strategy, data, model, train, self.output, self.overwrite)
 
     def flat(self) -> dict[str, Any]:
         """One flat mapping with the same keys as the CLI flags (and YAML configs)."""
@@ -160,6 +161,7 @@ def run_training(spec: RunSpec, *, data: ClassificationData | None = None, token
         config=spec.train,
         label_names=data.label_names,
         pad_token_id=tokenizer.pad_token_id or 0,
+        tokenizer_name=getattr(tokenizer, "name_or_path", ""),
         callbacks=callbacks,
     )
     log.info("plan:\n%s", tuner.plan.describe(tuner.layers))

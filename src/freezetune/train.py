@@ -26,6 +26,7 @@ from typing import Any, Iterable, Protocol
 import torch
 from torch import nn
 
+from .cache import CacheKey, PrefixCache, build_cache, data_fingerprint, prefix_fingerprint, start_at
 from .config import TrainConfig
 from .costs import PeakMemory, StepTimer, count_parameters
 from .errors import FreezetuneError
@@ -110,6 +111,7 @@ class Finetuner:
         config: TrainConfig | None = None,
         label_names: list[str] | None = None,
         pad_token_id: int = 0,
+        tokenizer_name: str = "",
         callbacks: Iterable[Any] = (),
         **options: Any,
     ):
@@ -122,6 +124,10 @@ class Finetuner:
         else:
             self.schedule = StaticSchedule(resolve(strategy, self.layers))  # type: ignore[arg-type]
         self.label_names = label_names
+        self.tokenizer_name = tokenizer_name
+        self._caches: dict[int, PrefixCache] = {}
+        self._train_cache = self._eval_cache = None
+        self.cache_status = "off: not trained yet"
         self.pad_token_id = pad_token_id
         self.callbacks = list(callbacks)
         self.plan: Plan | None = None
@@ -218,9 +224,19 @@ class Finetuner:
                 module.eval()
 
     # ------------------------------------------------------------------ forward
-    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Logits for a batch; the single place the model runs (cache hooks override this)."""
+    def forward(self, batch: dict[str, torch.Tensor], cache: PrefixCache | None = None) -> torch.Tensor:
+        """Logits for a batch; the single place the model runs.
+
+        With a cache whose boundary is at or below the current frozen prefix, the forward
+        starts at that boundary from the stored states (blocks between it and the first
+        trainable block are frozen and in eval mode, so the result is the same).
+        """
+        index = batch.pop("index", None)
         with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
+            if cache is not None and index is not None and cache.depth <= self.frozen_prefix_depth():
+                hidden = cache.fetch(index, batch["attention_mask"]).to(self.device, non_blocking=True)
+                with start_at(self.layers, cache.depth, hidden):
+                    return self.model(**batch)
             return self.model(**batch)
 
     def _to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -228,11 +244,16 @@ class Finetuner:
 
     # ------------------------------------------------------------------ loaders
     def _loader(self, data, *, shuffle: bool, seed: int, batch_size: int):
-        """A ``datasets.Dataset`` of tokenized rows gets a padded loader; batches pass through."""
+        """A ``datasets.Dataset`` of tokenized rows gets a padded loader; batches pass through.
+
+        A dataset with a prefix cache also yields each example's ``index`` into the cache.
+        """
         if not hasattr(data, "column_names"):
             return data
         from .data import make_loader
 
+        if id(data) in self._caches and "index" not in data.column_names:
+            data = data.add_column("index", list(range(len(data))))
         return make_loader(
             data,
             batch_size=batch_size,
@@ -247,13 +268,20 @@ class Finetuner:
         """Train; evaluate on ``eval`` every epoch (or ``eval_every`` steps); keep the best."""
         cfg = self.config
         torch.manual_seed(cfg.seed)
+        train_batches = math.ceil(len(train) / cfg.batch_size) if hasattr(train, "column_names") else len(train)
+        steps_per_epoch = math.ceil(train_batches / cfg.grad_accum)
+        total_steps = cfg.max_steps or steps_per_epoch * cfg.epochs
+        epochs = math.ceil(total_steps / steps_per_epoch)
+        self._caches = {}
+        cache_started = time.perf_counter()
+        self.cache_status = self._prepare_caches(train, eval, epochs)
+        cache_build_s = time.perf_counter() - cache_started
+        self._train_cache = self._caches.get(id(train))
+        self._eval_cache = self._caches.get(id(eval)) if eval is not None else None
         train_loader = self._loader(train, shuffle=True, seed=cfg.seed, batch_size=cfg.batch_size)
         eval_loader = (
             self._loader(eval, shuffle=False, seed=0, batch_size=cfg.eval_batch_size) if eval is not None else None
         )
-        steps_per_epoch = math.ceil(len(train_loader) / cfg.grad_accum)
-        total_steps = cfg.max_steps or steps_per_epoch * cfg.epochs
-        epochs = math.ceil(total_steps / steps_per_epoch)
         warmup = int(cfg.warmup_ratio * total_steps)
         state = _State()
         timer = StepTimer(device=self.device)
@@ -294,6 +322,9 @@ class Finetuner:
             "steps": state.step,
             "peak_memory_bytes": memory.peak_bytes,
             "memory_kind": memory.kind,
+            "cache": self.cache_status,
+            "cache_bytes": sum(c.bytes for c in self._caches.values()),
+            "cache_build_s": cache_build_s,
             "device": str(self.device),
             "precision": str(self.autocast_dtype or "fp32").replace("torch.", ""),
         }
@@ -322,7 +353,7 @@ class Finetuner:
                 self._switch_plan(plan)
             batch = self._to_device(batch)
             labels = batch.pop("labels")
-            logits = self.forward(batch)
+            logits = self.forward(batch, self._train_cache)
             loss = nn.functional.cross_entropy(logits.float(), labels) / cfg.grad_accum
             loss.backward()
             micro += 1
@@ -365,10 +396,49 @@ class Finetuner:
     def _current_lr(self) -> float:
         return max(g["lr"] for g in self.optimizer.param_groups)
 
+    # ------------------------------------------------------------------ prefix cache
+    def _cache_off_reason(self, train, epochs: int) -> str | None:
+        cfg = self.config
+        if cfg.cache == "off":
+            return "--cache off"
+        if not hasattr(train, "column_names"):
+            return "training data came as ready batches, not a dataset"
+        if self.frozen_prefix_depth() == 0:
+            return "nothing is frozen below the first trainable unit"
+        if not isinstance(self.schedule, StaticSchedule) and cfg.cache == "auto":
+            return "the plan changes during training"
+        if epochs < 2 and cfg.cache == "auto":
+            return "a single pass over the data would not reuse it"
+        return None
+
+    def _prepare_caches(self, train, eval, epochs: int) -> str:
+        """Build the caches when they pay; return a one-line status for logs and metrics."""
+        reason = self._cache_off_reason(train, epochs)
+        if reason is not None:
+            log.info("frozen-prefix cache off: %s", reason)
+            return f"off: {reason}"
+        depth = self.frozen_prefix_depth()
+        datasets = [d for d in (train, eval) if d is not None and hasattr(d, "column_names")]
+        prefix = prefix_fingerprint(self.layers, depth)
+        for data in datasets:
+            key = CacheKey(prefix, depth, data_fingerprint(data), self.tokenizer_name)
+            indexed = data.add_column("index", list(range(len(data))))
+            loader = self._loader(indexed, shuffle=False, seed=0, batch_size=self.config.eval_batch_size)
+            lengths = [len(ids) for ids in data["input_ids"]]
+            self._caches[id(data)] = build_cache(
+                self.layers, depth, loader, lengths, key, device=self.device, dtype=self.config.cache_dtype,
+                ram_limit_bytes=int(self.config.cache_ram_gb * 2**30), autocast_dtype=self.autocast_dtype,
+            )
+        size = sum(c.bytes for c in self._caches.values())
+        where = "disk" if any(c.on_disk for c in self._caches.values()) else "RAM"
+        status = f"on: boundary {depth}, {size / 2**20:.1f} MiB in {where} ({self.config.cache_dtype})"
+        log.info("frozen-prefix cache %s", status)
+        return status
+
     # ------------------------------------------------------------------ evaluation
     def _evaluate_and_track(self, loader, state: _State) -> bool:
         """Evaluate, remember the best weights; True when early stopping says stop."""
-        metrics = self.evaluate(loader)
+        metrics = self.evaluate(loader, cache=self._eval_cache)
         metrics.update(step=state.step, epoch=state.epoch)
         state.history.append(metrics)
         for callback in self.callbacks:
@@ -385,7 +455,7 @@ class Finetuner:
         return patience is not None and state.evals_without_improvement >= patience
 
     @torch.no_grad()
-    def predict_logits(self, data) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def predict_logits(self, data, cache: PrefixCache | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Logits (and labels when the data has them) for a dataset or loader, in order."""
         loader = self._loader(data, shuffle=False, seed=0, batch_size=self.config.eval_batch_size)
         was_training = self.model.training
@@ -394,16 +464,16 @@ class Finetuner:
         for batch in loader:
             batch = self._to_device(batch)
             label = batch.pop("labels", None)
-            logits.append(self.forward(batch).float().cpu())
+            logits.append(self.forward(batch, cache).float().cpu())
             if label is not None:
                 labels.append(label.cpu())
         if was_training:
             self._set_modes(True)
         return torch.cat(logits), (torch.cat(labels) if labels else None)
 
-    def evaluate(self, data) -> dict[str, Any]:
+    def evaluate(self, data, cache: PrefixCache | None = None) -> dict[str, Any]:
         """Loss, accuracy, macro-F1, MCC and a per-class report."""
-        logits, labels = self.predict_logits(data)
+        logits, labels = self.predict_logits(data, cache)
         if labels is None:
             raise FreezetuneError("evaluation data has no labels")
         names = self.label_names or [str(i) for i in range(logits.size(-1))]
