@@ -136,3 +136,30 @@ def test_inspect_prints_units(tiny_model_dir, capsys):
     assert main(["inspect", "--model", tiny_model_dir, "--strategy", "alternate"]) == 0
     out = capsys.readouterr().out
     assert "block.3" in out and "frozen prefix depth: 1" in out
+
+
+def test_compare_sweeps_reuses_finished_runs_and_picks_rates_on_validation(tiny_model_dir, sentiment_csv, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    args = ["compare", "--model", tiny_model_dir, "--data", str(sentiment_csv), "--test-data", str(sentiment_csv),
+            "--strategy", "head_only", "--strategy", "top_k:1", "--seeds", "2", "--lr-grid", "1e-3,1e-2",
+            "--output", str(out), *FAST]
+    assert main(args) == 0
+    table = capsys.readouterr().out
+    assert "head_only" in table and "top_k:1" in table and "test accuracy" in table
+    result = json.loads((out / "results.json").read_text())
+    rows = {r["strategy"]: r for r in result["rows"]}
+    assert rows["head_only"]["seeds"] == 2 and rows["head_only"]["lrs_tried"] == [1e-3, 1e-2]
+    assert rows["top_k:1"]["trainable_params"] == 8544 + 1056 + 66
+    runs = sorted(p.name for p in (out / "runs").iterdir())
+    assert len(runs) == 8  # 2 plans x 2 rates x 2 seeds
+    stamps = {p: (out / "runs" / p / "metrics.json").stat().st_mtime_ns for p in runs}
+    assert main(args) == 0  # everything is found and skipped
+    assert {p: (out / "runs" / p / "metrics.json").stat().st_mtime_ns for p in runs} == stamps
+    assert (out / "results.csv").read_text().startswith("accuracy")
+
+
+def test_compare_rejects_a_bad_spec_before_training(tiny_model_dir, sentiment_csv, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    code, _, err = run_cli(["compare", "--model", tiny_model_dir, "--data", str(sentiment_csv),
+                            "--strategy", "full", "--strategy", "top_k:x", "--output", str(out), *FAST], capsys)
+    assert code == 2 and "should be int" in err and not out.exists()

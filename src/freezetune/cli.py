@@ -143,6 +143,22 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    from .compare import Sweep, results_table, run_sweep
+    from .run import RunSpec
+
+    base = RunSpec(data=_pick(args, DataConfig), model=_pick(args, ModelConfig), train=_pick(args, TrainConfig))
+    strategies = args.strategy or ["full", "head_only", "lower_half", "alternate", "top_k:2"]
+    sweep = Sweep(strategies=strategies, base=base, seeds=list(range(args.seeds)), lr_grid=args.lr_grid,
+                  data_seed=args.data_seed, output=args.output, overwrite=args.overwrite)
+    rows = run_sweep(sweep)
+    print(results_table(rows))
+    if rows and rows[0]["reported_split"] == "validation":
+        print("note: no --test-data, so accuracies are validation numbers (also used to pick rates): optimistic")
+    print(f"results saved to {args.output}/results.{{txt,csv,json}}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="freezetune",
@@ -173,6 +189,28 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--output", help="run folder to write (refused if it already holds a run)")
     train.add_argument("--overwrite", action="store_true", help="replace the run already in --output")
     train.set_defaults(run=cmd_train)
+
+    compare = commands.add_parser(
+        "compare",
+        help="train several plans x seeds (x learning rates) on the same data and compare them",
+        description="Sweep plans, seeds and learning rates on one data set; finished runs are reused.",
+    )
+    compare.add_argument("--config", help="YAML file whose keys are these flags' names; flags override it")
+    compare.add_argument("--strategy", action="append",
+                         help=f"a plan to compare; repeat the flag for each plan. {STRATEGY_HELP} "
+                              "(default: full, head_only, lower_half, alternate, top_k:2)")
+    compare.add_argument("--seeds", type=int, default=3, help="seeds per plan and rate: 0..N-1 (default: 3)")
+    compare.add_argument("--lr-grid", "--lr_grid", dest="lr_grid", default=None,
+                         help="'auto' (each plan's default rate x 1/3, 1, 3) or rates like 1e-4,3e-4; chosen per "
+                              "plan on the validation split (default: one rate, --lr or the plan's default)")
+    compare.add_argument("--data-seed", "--data_seed", dest="data_seed", type=int, default=0,
+                         help="seed of the sampling and validation split shared by all runs (default: 0)")
+    add_dataclass_flags(compare, DataConfig, "data")
+    add_dataclass_flags(compare, ModelConfig, "model")
+    add_dataclass_flags(compare, TrainConfig, "training")
+    compare.add_argument("--output", default="runs/compare", help="sweep folder; finished runs in it are reused (default: runs/compare)")
+    compare.add_argument("--overwrite", action="store_true", help="retrain runs that already finished")
+    compare.set_defaults(run=cmd_compare)
     return parser
 
 
