@@ -107,10 +107,11 @@ def test_bad_input_is_one_line_and_exit_2(case, message, tiny_model_dir, sentime
 def test_existing_run_is_not_overwritten(tiny_model_dir, sentiment_csv, tmp_path, capsys):
     out = tmp_path / "run"
     assert main(train_args(tiny_model_dir, sentiment_csv, out, "--strategy", "head_only")) == 0
-    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    before = {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert "trained.safetensors" in before
     code, _, err = run_cli(train_args(tiny_model_dir, sentiment_csv, out, "--strategy", "full"), capsys)
     assert code == 2 and "already holds a run" in err and "--overwrite" in err
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
     assert main(train_args(tiny_model_dir, sentiment_csv, out, "--strategy", "full", "--overwrite")) == 0
     assert json.loads((out / "plan.json").read_text())["embeddings"] is True
 
@@ -163,3 +164,23 @@ def test_compare_rejects_a_bad_spec_before_training(tiny_model_dir, sentiment_cs
     code, _, err = run_cli(["compare", "--model", tiny_model_dir, "--data", str(sentiment_csv),
                             "--strategy", "full", "--strategy", "top_k:x", "--output", str(out), *FAST], capsys)
     assert code == 2 and "should be int" in err and not out.exists()
+
+
+def test_train_then_predict_and_export(tiny_model_dir, sentiment_csv, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(train_args(tiny_model_dir, sentiment_csv, out, "--strategy", "top_k:1")) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0 < metrics["costs"]["checkpoint_bytes"] < metrics["costs"]["full_model_bytes"] / 20
+    predictions = tmp_path / "pred.csv"
+    assert main(["predict", "--checkpoint", str(out), "--data", str(sentiment_csv), "--output", str(predictions)]) == 0
+    import csv
+
+    rows = list(csv.DictReader(predictions.open()))
+    assert len(rows) == 64 and {r["prediction"] for r in rows} <= {"neg", "pos"}
+    assert all(abs(float(r["prob_neg"]) + float(r["prob_pos"]) - 1) < 1e-5 for r in rows)
+    hf = tmp_path / "hf"
+    assert main(["export", "--checkpoint", str(out), "--to", str(hf)]) == 0
+    from transformers import AutoModelForSequenceClassification
+
+    exported = AutoModelForSequenceClassification.from_pretrained(hf)  # CLS pooling: the native class
+    assert exported.config.id2label == {0: "neg", 1: "pos"}

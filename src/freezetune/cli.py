@@ -211,6 +211,12 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--output", default="runs/compare", help="sweep folder; finished runs in it are reused (default: runs/compare)")
     compare.add_argument("--overwrite", action="store_true", help="retrain runs that already finished")
     compare.set_defaults(run=cmd_compare)
+
+    from .checkpoint import add_export_parser
+    from .predict import add_predict_parser
+
+    add_predict_parser(commands)
+    add_export_parser(commands)
     return parser
 
 

@@ -116,8 +116,8 @@ def load_sts_pairs(path: str | Path | None = None, limit: int | None = None) -> 
     """Scored sentence pairs ``(sentence1, sentence2, score)``: STS-B dev by default.
 
     A user file is a CSV / TSV / JSONL table with columns ``sentence1``, ``sentence2`` and
-    ``score`` (TSV is read with quoting off, which STS-B needs). ``limit`` keeps the first
-    rows. Rows with a missing sentence or score are dropped.
+    ``score`` (TSV is read with quoting off, which STS-B needs). ``limit`` keeps that many
+    evenly spaced rows (every genre represented). Rows with a missing sentence or score are dropped.
     """
     if path is None:
         path = default_sts_path()
@@ -148,7 +148,7 @@ def load_sts_pairs(path: str | Path | None = None, limit: int | None = None) -> 
     first = [str(s) for s in frame["sentence1"]]
     second = [str(s) for s in frame["sentence2"]]
     if limit is not None:
-        first, second, scores = first[:limit], second[:limit], scores[:limit]
+        first, second, scores = _spread(first, limit), _spread(second, limit), _spread(scores, limit)
     if len(scores) < 2:
         raise FreezetuneError(f"{path}: need at least 2 scored pairs, found {len(scores)}")
     return first, second, scores
@@ -197,8 +197,7 @@ def load_reference_texts(source: str | Path | Sequence[str] | None = None, limit
             texts = [t for t in texts if t]
     else:
         texts = [str(t) for t in source]
-    if limit is not None:
-        texts = texts[:limit]
+    texts = _spread(texts, limit)
     if len(texts) < 2:
         raise FreezetuneError(f"CKA needs at least 2 reference texts, found {len(texts)}")
     return texts
@@ -206,6 +205,20 @@ def load_reference_texts(source: str | Path | Sequence[str] | None = None, limit
 
 def _unique(texts: list[str]) -> list[str]:
     return list(dict.fromkeys(texts))
+
+
+def _spread(items: Sequence, limit: int | None) -> list:
+    """``limit`` evenly spaced items, first included, in order (all when limit is None or large).
+
+    STS-B dev is sorted by genre (captions, then news, then forums): the first rows alone
+    would be an easy, unrepresentative sample.
+    """
+    items = list(items)
+    if limit is None or limit >= len(items):
+        return items
+    if limit < 1:
+        raise FreezetuneError(f"limit must be at least 1, not {limit}")
+    return [items[i * len(items) // limit] for i in range(limit)]
 
 
 # --------------------------------------------------------------------------- models
@@ -495,7 +508,7 @@ def measure(
     embed_kw = {"pooling": pooling, "batch_size": batch_size, "max_length": max_length}
     if kind == "sts":
         if isinstance(reference_data, tuple) and len(reference_data) == 3:
-            pairs = tuple(list(part)[:limit] if limit is not None else list(part) for part in reference_data)
+            pairs = tuple(_spread(part, limit) for part in reference_data)
         else:
             pairs = load_sts_pairs(reference_data, limit=limit)
         n = len(pairs[2])

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from . import defaults
+from .checkpoint import base_fingerprint, save_checkpoint
 from .config import DataConfig, ModelConfig, TrainConfig
 from .data import ClassificationData, load_classification_data
 from .layout import LayerMap
@@ -154,6 +155,7 @@ def run_training(spec: RunSpec, *, data: ClassificationData | None = None, token
     seed_everything(spec.train.seed)  # the head's initialisation depends on the seed alone
     model = load_classifier(m.model, len(data.label_names), pooling=m.pooling, gguf_file=m.gguf_file)
     spec.model.pooling = model.pooling
+    fingerprint = base_fingerprint(model.backbone) if run_dir else None  # before training changes it
     callbacks = [MetricsLogger(run_dir)] if run_dir else []
     tuner = Finetuner(
         model,
@@ -180,6 +182,12 @@ def run_training(spec: RunSpec, *, data: ClassificationData | None = None, token
     }
     result = RunResult(spec, fit, validation, test, summary, run_dir.path if run_dir else None)
     if run_dir:
+        saved = save_checkpoint(
+            run_dir.file("checkpoint"), tuner.model, fit.plan, base_path=m.model, gguf_file=m.gguf_file,
+            base_fingerprint=fingerprint, label_names=data.label_names, config=spec.flat(),
+        )
+        fit.costs["checkpoint_bytes"] = saved["checkpoint_bytes"]
+        fit.costs["full_model_bytes"] = saved["full_model_bytes"]
         _write_run(run_dir, result, tuner.layers)
     return result
 
