@@ -9,7 +9,7 @@ import yaml
 
 from freezetune.cli import main
 
-FAST = ["--epochs", "1", "--batch-size", "8", "--max-length", "16", "--no-progress"]
+FAST = ["--epochs", "1", "--batch-size", "8", "--max-length", "16", "--no-progress", "--retention", "none"]
 
 
 def run_cli(args, capsys):
@@ -184,3 +184,35 @@ def test_train_then_predict_and_export(tiny_model_dir, sentiment_csv, tmp_path, 
 
     exported = AutoModelForSequenceClassification.from_pretrained(hf)  # CLS pooling: the native class
     assert exported.config.id2label == {0: "neg", 1: "pos"}
+
+
+def test_resume_an_interrupted_cli_run(tiny_model_dir, sentiment_csv, tmp_path, capsys, monkeypatch):
+    from freezetune import train as train_module
+
+    args = train_args(tiny_model_dir, sentiment_csv, tmp_path / "whole", "--epochs", "3", "--strategy", "top_k:2",
+                      "--retention", "cka", "--retention-limit", "8")
+    assert main(args) == 0
+    whole = json.loads((tmp_path / "whole" / "metrics.json").read_text())
+
+    calls = {"n": 0}
+    original = train_module.Finetuner._run_epoch
+
+    def interrupted(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt  # killed during the second epoch
+        return original(self, *a, **k)
+
+    monkeypatch.setattr(train_module.Finetuner, "_run_epoch", interrupted)
+    cut = tmp_path / "cut"
+    code, _, err = run_cli(train_args(tiny_model_dir, sentiment_csv, cut, "--epochs", "3", "--strategy", "top_k:2",
+                                      "--retention", "cka", "--retention-limit", "8"), capsys)
+    assert code == 130 and (cut / "resume" / "state.pt").is_file() and not (cut / "metrics.json").exists()
+    monkeypatch.setattr(train_module.Finetuner, "_run_epoch", original)
+    code, _, err = run_cli(["train", "--resume", str(cut), "--lr", "0.5"], capsys)
+    assert code == 2 and "changed settings" in err
+    assert main(["train", "--resume", str(cut)]) == 0
+    resumed = json.loads((cut / "metrics.json").read_text())
+    assert resumed["validation"]["loss"] == whole["validation"]["loss"]
+    assert resumed["summary"]["retention_after"] == pytest.approx(whole["summary"]["retention_after"], abs=1e-6)
+    assert not (cut / "resume").exists()

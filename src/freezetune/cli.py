@@ -117,7 +117,7 @@ def cmd_train(args) -> int:
         output=args.output,
         overwrite=args.overwrite,
     )
-    result = run_training(spec)
+    result = run_training(spec, resume=bool(args.resume))
     row = result.summary()
     split = row["reported_split"]
     print(
@@ -188,6 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_dataclass_flags(train, TrainConfig, "training")
     train.add_argument("--output", help="run folder to write (refused if it already holds a run)")
     train.add_argument("--overwrite", action="store_true", help="replace the run already in --output")
+    train.add_argument("--resume", metavar="RUN",
+                       help="continue the interrupted run in this folder with its saved settings (flags given "
+                            "must match them); the result equals an uninterrupted run")
     train.set_defaults(run=cmd_train)
 
     compare = commands.add_parser(
@@ -223,10 +226,17 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "resume", None):
+        if args.output and Path(args.output) != Path(args.resume):
+            raise FreezetuneError("--resume continues the run in its own folder; drop --output")
+        args.config = args.config or str(Path(args.resume) / "config.yaml")
+        argv = [*(argv or sys.argv[1:]), "--output", args.resume]
     if getattr(args, "config", None):
         subparser = parser._subparsers._group_actions[0].choices[args.command]  # type: ignore[union-attr]
         subparser.set_defaults(**_config_values(args.config, subparser))
+        resume_config = args.config if getattr(args, "resume", None) else None
         args = parser.parse_args(argv)
+        args.config = args.config or resume_config
     return args
 
 

@@ -39,6 +39,9 @@ class TrainConfig:
     warmup_ratio: float = option(0.06, "fraction of steps with linear warm-up, then linear decay to 0")
     max_grad_norm: float | None = option(1.0, "clip the gradient norm to this (none: no clipping)")
     eval_every: int | None = option(None, "evaluate every N optimizer steps (default: every epoch)")
+    save_every: int | None = option(
+        None, "save resumable state every N optimizer steps (it is always saved at the end of each epoch)"
+    )
     patience: int | None = option(None, "early stopping: stop after N evaluations without improvement")
     metric: str = option("accuracy", "metric that picks the best model", choices=("accuracy", "macro_f1", "mcc", "loss"))
     keep_best: bool = option(True, "restore the best evaluated weights at the end")
@@ -60,7 +63,7 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise FreezetuneError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        for name in ("max_steps", "eval_every", "patience"):
+        for name in ("max_steps", "eval_every", "save_every", "patience"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise FreezetuneError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
@@ -87,6 +90,15 @@ class DataConfig:
     max_train_rows: int | None = option(None, "use a stratified sample of this many training rows")
     max_eval_rows: int | None = option(None, "use at most this many validation/test rows")
     validation_fraction: float = option(0.1, "share of --data held out for validation when --eval-data is absent")
+    retention: str = option(
+        "auto",
+        "how much pretrained skill survives: sts (STS-B Spearman of mean-pooled embeddings), ppl "
+        "(perplexity on reference text), cka (representation similarity to the base), none; auto picks "
+        "sts when STS-B is available, else cka",
+        choices=("auto", "sts", "ppl", "cka", "none"),
+    )
+    retention_data: str | None = option(None, "reference data for --retention (scored pairs for sts, text for ppl/cka)")
+    retention_limit: int | None = option(None, "at most this many reference pairs / texts (tokens for ppl)")
 
 
 @dataclass

@@ -362,32 +362,32 @@ def perplexity_with_count(
         raise FreezetuneError(f"perplexity needs a causal LM; {type(model).__name__} has no next-token head")
     limit = _max_positions(model)
     window = min(window, limit) if limit else window
-    stride = window if stride is None else stride
-    if window < 2 or not 1 <= stride <= window:
-        raise FreezetuneError(f"need window >= 2 and 1 <= stride <= window (window {window}, stride {stride})")
+    stride = window - 1 if stride is None else stride
+    if window < 2 or not 1 <= stride < window:
+        raise FreezetuneError(f"need window >= 2 and 1 <= stride < window (window {window}, stride {stride})")
     if max_tokens is not None and max_tokens < 2:
         raise FreezetuneError(f"max_tokens must be at least 2, not {max_tokens}")
-    ids = _tokenize_prefix(tokenizer, text, max_tokens) if max_tokens else list(tokenizer(text, verbose=False)["input_ids"])
+    if max_tokens:
+        ids = _tokenize_prefix(tokenizer, text, max_tokens)
+    else:
+        ids = list(tokenizer(text, verbose=False)["input_ids"])
     if len(ids) < 2:
         raise FreezetuneError("the reference text is too short: need at least 2 tokens")
     tokens = torch.tensor(ids, dtype=torch.long)
     device = _device_of(model)
     total, count, scored_to = 0.0, 0, 1  # the first token has no context: never scored
     with _EvalMode(model), torch.no_grad():
-        for begin in range(0, len(tokens) - 1, stride):
-            end = min(begin + window, len(tokens))
-            first_target = max(scored_to, begin + 1)
-            if first_target >= end:
-                continue
+        while scored_to < len(tokens):
+            # `stride` new tokens, scored with the window of tokens that ends at them as context
+            end = min(scored_to + stride, len(tokens))
+            begin = max(0, end - window)
             logits = model(input_ids=tokens[begin:end].unsqueeze(0).to(device)).logits[0]
             # logits at position p predict the token at p + 1
-            predict = logits[first_target - begin - 1 : end - begin - 1].float()
-            targets = tokens[first_target:end].to(predict.device)
+            predict = logits[scored_to - begin - 1 : end - begin - 1].float()
+            targets = tokens[scored_to:end].to(predict.device)
             total += F.cross_entropy(predict, targets, reduction="sum").item()
-            count += end - first_target
+            count += end - scored_to
             scored_to = end
-            if end == len(tokens):
-                break
     return math.exp(total / count), count
 
 
@@ -402,10 +402,10 @@ def perplexity(
 ) -> float:
     """Sliding-window perplexity of the text's first ``max_tokens`` tokens (None: all).
 
-    Windows of ``window`` tokens (capped at the model's positions) advance by ``stride``
-    (default ``window``: disjoint windows, the cheapest); with a smaller stride each window
-    scores only its new tokens and uses the overlap as context. Every token but the first
-    is scored exactly once.
+    Each forward pass scores ``stride`` new tokens with the ``window`` tokens that end at
+    them as input (``window`` capped at the model's positions). The default stride,
+    ``window - 1``, is the cheapest (nearly disjoint windows); a smaller stride gives each
+    token more context at more cost. Every token but the first is scored exactly once.
     """
     return perplexity_with_count(causal_lm, tokenizer, text, max_tokens=max_tokens, window=window, stride=stride)[0]
 
@@ -478,7 +478,7 @@ def resolve_reference(model: nn.Module, reference: str = "auto", reference_data=
 
 def measure(
     base: nn.Module,
-    tuned: nn.Module,
+    tuned: nn.Module | None,
     tokenizer,
     *,
     reference: str = "auto",
@@ -499,12 +499,15 @@ def measure(
     default 20,000) or the texts (cka). ``before`` reuses a base score already measured (sts,
     ppl) so the base model is not run again.
 
+    ``tuned=None`` measures the base alone (``after`` and ``change`` are then None).
+
     Returns ``{"reference", "before", "after", "change" (= after - before),
     "higher_is_better", "n" (pairs, tokens scored or texts), "seconds"}``.
     """
     start = time.perf_counter()
-    base, tuned = _unwrap(base), _unwrap(tuned)
-    kind = resolve_reference(tuned, reference, reference_data)
+    base = _unwrap(base)
+    tuned = _unwrap(tuned) if tuned is not None else None
+    kind = resolve_reference(tuned if tuned is not None else base, reference, reference_data)
     embed_kw = {"pooling": pooling, "batch_size": batch_size, "max_length": max_length}
     if kind == "sts":
         if isinstance(reference_data, tuple) and len(reference_data) == 3:
@@ -514,7 +517,7 @@ def measure(
         n = len(pairs[2])
         if before is None:
             before = sts_spearman(base, tokenizer, pairs, **embed_kw)
-        after = sts_spearman(tuned, tokenizer, pairs, **embed_kw)
+        after = sts_spearman(tuned, tokenizer, pairs, **embed_kw) if tuned is not None else None
         higher = True
     elif kind == "ppl":
         if reference_data is None or isinstance(reference_data, (str, Path)):
@@ -523,20 +526,22 @@ def measure(
             text = "\n\n".join(str(t) for t in reference_data)
         max_tokens = limit if limit is not None else DEFAULT_MAX_TOKENS
         if before is None:
-            before = perplexity(base, tokenizer, text, max_tokens=max_tokens)
-        after, n = perplexity_with_count(tuned, tokenizer, text, max_tokens=max_tokens)
+            before, n = perplexity_with_count(base, tokenizer, text, max_tokens=max_tokens)
+        after = None
+        if tuned is not None:
+            after, n = perplexity_with_count(tuned, tokenizer, text, max_tokens=max_tokens)
         higher = False
     else:
         texts = load_reference_texts(reference_data, limit=limit)
         n = len(texts)
         before = 1.0
-        after = representation_cka(base, tuned, tokenizer, texts, **embed_kw)
+        after = representation_cka(base, tuned, tokenizer, texts, **embed_kw) if tuned is not None else None
         higher = True
     return {
         "reference": kind,
         "before": float(before),
-        "after": float(after),
-        "change": float(after) - float(before),
+        "after": None if after is None else float(after),
+        "change": None if after is None else float(after) - float(before),
         "higher_is_better": higher,
         "n": n,
         "seconds": time.perf_counter() - start,

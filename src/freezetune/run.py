@@ -7,8 +7,10 @@ file or output folder fails before any model is loaded and before anything is wr
 
 from __future__ import annotations
 
+import copy
 import logging
 import random
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,9 @@ from .config import DataConfig, ModelConfig, TrainConfig
 from .data import ClassificationData, load_classification_data
 from .layout import LayerMap
 from .model import load_classifier, load_tokenizer
+from .errors import FreezetuneError
+from .resume import changed_settings, load_state
+from .retention import measure, resolve_reference
 from .rundir import RunDir
 from .strategies import check_spec
 from .train import Finetuner, FitResult
@@ -89,8 +94,16 @@ class RunResult:
             "macro_f1": metrics["macro_f1"],
             "mcc": metrics["mcc"],
             "lr": self.fit.lr,
-            **{k: v for k, v in self.fit.costs.items() if k != "epoch_times_s"},
+            **{k: v for k, v in self.fit.costs.items() if k not in ("epoch_times_s", "retention")},
+            **_retention_fields(self.fit.costs.get("retention")),
         }
+
+
+def _retention_fields(retention: dict[str, Any] | None) -> dict[str, Any]:
+    if not retention:
+        return {}
+    return {"retention_reference": retention["reference"], "retention_before": retention["before"],
+            "retention_after": retention["after"], "retention_change": retention["change"]}
 
 
 def seed_everything(seed: int) -> None:
@@ -137,15 +150,47 @@ def load_data(spec: RunSpec, tokenizer) -> ClassificationData:
     )
 
 
-def run_training(spec: RunSpec, *, data: ClassificationData | None = None, tokenizer=None) -> RunResult:
+# Base scores of the retention reference, shared by the runs of one process (a sweep).
+_RETENTION_BEFORE: dict[tuple, float] = {}
+# Settings that may differ between an interrupted run and its resumption.
+RESUME_IGNORES = {"progress", "output", "overwrite"}
+
+
+class _Retention:
+    """Measures the pretrained skill before training (once per base) and after it."""
+
+    def __init__(self, spec: RunSpec, model, tokenizer):
+        d = spec.data
+        self.kind = resolve_reference(model.backbone, d.retention, d.retention_data)
+        self.options = dict(reference=self.kind, reference_data=d.retention_data, limit=d.retention_limit,
+                            pooling="mean" if self.kind == "sts" else model.pooling, max_length=d.max_length)
+        self.key = (spec.model.model, spec.model.gguf_file, model.pooling, *map(str, self.options.values()))
+        # CKA compares with the untouched base, so keep a copy; sts/ppl only need its score.
+        self.base = copy.deepcopy(model.backbone) if self.kind == "cka" else None
+        if self.kind != "cka" and self.key not in _RETENTION_BEFORE:
+            _RETENTION_BEFORE[self.key] = measure(model.backbone, None, tokenizer, **self.options)["before"]
+
+    def after(self, model, tokenizer) -> dict[str, Any]:
+        base = self.base if self.base is not None else model.backbone
+        return measure(base, model.backbone, tokenizer, before=_RETENTION_BEFORE.get(self.key), **self.options)
+
+
+def run_training(
+    spec: RunSpec, *, data: ClassificationData | None = None, tokenizer=None, resume: bool = False
+) -> RunResult:
     """Train one plan as ``spec`` says; write the run folder when ``spec.output`` is set.
 
     ``data`` and ``tokenizer`` may be passed in to share one tokenization across runs.
+    ``resume=True`` continues the interrupted run in ``spec.output`` (same settings required).
     """
     spec = spec.resolved()
     spec.train.validate()
     check_spec(spec.strategy)
-    run_dir = RunDir.create(spec.output, overwrite=spec.overwrite) if spec.output else None
+    saved_state = None
+    if resume:
+        run_dir, saved_state = _resumable(spec)
+    else:
+        run_dir = RunDir.create(spec.output, overwrite=spec.overwrite) if spec.output else None
     seed_everything(spec.train.seed)
     m = spec.model
     if tokenizer is None:
@@ -156,6 +201,7 @@ def run_training(spec: RunSpec, *, data: ClassificationData | None = None, token
     model = load_classifier(m.model, len(data.label_names), pooling=m.pooling, gguf_file=m.gguf_file)
     spec.model.pooling = model.pooling
     fingerprint = base_fingerprint(model.backbone) if run_dir else None  # before training changes it
+    retention = _Retention(spec, model, tokenizer) if spec.data.retention != "none" else None
     callbacks = [MetricsLogger(run_dir)] if run_dir else []
     tuner = Finetuner(
         model,
@@ -164,13 +210,22 @@ def run_training(spec: RunSpec, *, data: ClassificationData | None = None, token
         label_names=data.label_names,
         pad_token_id=tokenizer.pad_token_id or 0,
         tokenizer_name=getattr(tokenizer, "name_or_path", ""),
+        state_dir=str(run_dir.file("resume")) if run_dir else None,
+        state_key=_resume_key(spec),
         callbacks=callbacks,
     )
     log.info("plan:\n%s", tuner.plan.describe(tuner.layers))
-    fit = tuner.fit(data.train, data.validation)
+    if run_dir and not resume:
+        # Written once the inputs proved good and before training, so an interrupted run can resume.
+        run_dir.write_yaml("config.yaml", spec.flat())
+    fit = tuner.fit(data.train, data.validation, resume=saved_state)
     spec.train.lr = fit.lr  # the resolved config names the rate actually used
     validation = fit.best_metrics or tuner.evaluate(data.validation)
     test = tuner.evaluate(data.test) if data.test is not None else None
+    if retention is not None:
+        fit.costs["retention"] = retention.after(tuner.model, tokenizer)
+        log.info("retention (%s): %.4f -> %.4f", retention.kind, fit.costs["retention"]["before"],
+                 fit.costs["retention"]["after"])
     summary = {
         "train_rows": len(data.train),
         "validation_rows": len(data.validation),
@@ -189,12 +244,38 @@ def run_training(spec: RunSpec, *, data: ClassificationData | None = None, token
         fit.costs["checkpoint_bytes"] = saved["checkpoint_bytes"]
         fit.costs["full_model_bytes"] = saved["full_model_bytes"]
         _write_run(run_dir, result, tuner.layers)
+        shutil.rmtree(run_dir.file("resume"), ignore_errors=True)  # finished: the state is dead weight
     return result
+
+
+def _resume_key(spec: RunSpec) -> dict[str, Any]:
+    return {k: v for k, v in spec.flat().items() if k not in RESUME_IGNORES}
+
+
+def _resumable(spec: RunSpec) -> tuple[RunDir, dict[str, Any]]:
+    """The interrupted run's folder and saved state, refusing a changed configuration."""
+    import yaml
+
+    if not spec.output:
+        raise FreezetuneError("--resume needs the run folder to continue")
+    folder = Path(spec.output)
+    config = folder / "config.yaml"
+    if not config.is_file():
+        raise FreezetuneError(f"{folder} is not a freezetune run (no config.yaml); nothing to resume")
+    saved_config = yaml.safe_load(config.read_text()) or {}
+    current = _resume_key(spec)
+    changed = changed_settings({k: v for k, v in saved_config.items() if k not in RESUME_IGNORES}, current, set())
+    if changed:
+        raise FreezetuneError(
+            f"cannot resume {folder} with changed settings ({'; '.join(changed[:3])}); "
+            "resume with the same settings or start a new run with another --output"
+        )
+    return RunDir(folder), load_state(folder / "resume")
 
 
 def _write_run(run_dir: RunDir, result: RunResult, layers: LayerMap) -> None:
     spec = result.spec
-    run_dir.write_yaml("config.yaml", spec.flat())
+    run_dir.write_yaml("config.yaml", spec.flat())  # again: now with the resolved learning rate
     run_dir.write_json("plan.json", result.fit.plan.to_dict())
     split, _ = result.reported()
     run_dir.write_json(

@@ -33,6 +33,7 @@ from .errors import FreezetuneError
 from .layout import EMBEDDINGS, HEAD, LayerMap, block_unit, is_bias
 from .metrics import classification_metrics, is_better
 from .plan import Plan
+from .resume import loader_generators, rng_state, save_state, set_rng_state
 from .strategies import resolve
 
 log = logging.getLogger("freezetune")
@@ -91,6 +92,9 @@ class _State:
     evals_without_improvement: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
     observations: dict[str, Any] = field(default_factory=dict)
+    batches_done: int = 0  # batches of the current epoch already trained on
+    epoch_order: list[torch.Tensor] = field(default_factory=list)  # loader RNG at the epoch's start
+    resume_rng: dict[str, Any] | None = None
 
 
 # ---------------------------------------------------------------------- the trainer
@@ -112,6 +116,8 @@ class Finetuner:
         label_names: list[str] | None = None,
         pad_token_id: int = 0,
         tokenizer_name: str = "",
+        state_dir: str | None = None,
+        state_key: Any = None,
         callbacks: Iterable[Any] = (),
         **options: Any,
     ):
@@ -125,6 +131,8 @@ class Finetuner:
             self.schedule = StaticSchedule(resolve(strategy, self.layers))  # type: ignore[arg-type]
         self.label_names = label_names
         self.tokenizer_name = tokenizer_name
+        self.state_dir = state_dir  # where resumable state goes (None: nowhere)
+        self.state_key = state_key  # identifies the configuration a saved state belongs to
         self._caches: dict[int, PrefixCache] = {}
         self._train_cache = self._eval_cache = None
         self.cache_status = "off: not trained yet"
@@ -264,10 +272,15 @@ class Finetuner:
         )
 
     # ------------------------------------------------------------------ fit
-    def fit(self, train, eval=None) -> FitResult:
-        """Train; evaluate on ``eval`` every epoch (or ``eval_every`` steps); keep the best."""
+    def fit(self, train, eval=None, *, resume: dict[str, Any] | None = None) -> FitResult:
+        """Train; evaluate on ``eval`` every epoch (or ``eval_every`` steps); keep the best.
+
+        ``resume`` is a state saved by an interrupted fit of the same configuration
+        (see resume.py); training continues from it exactly.
+        """
         cfg = self.config
         torch.manual_seed(cfg.seed)
+        memory = PeakMemory(device=self.device).start()  # the cache's memory counts too
         train_batches = math.ceil(len(train) / cfg.batch_size) if hasattr(train, "column_names") else len(train)
         steps_per_epoch = math.ceil(train_batches / cfg.grad_accum)
         total_steps = cfg.max_steps or steps_per_epoch * cfg.epochs
@@ -284,24 +297,31 @@ class Finetuner:
         )
         warmup = int(cfg.warmup_ratio * total_steps)
         state = _State()
+        skip = 0
+        if resume is not None:
+            skip = self._restore(resume, state, train_loader)
         timer = StepTimer(device=self.device)
-        memory = PeakMemory(device=self.device).start()
         started = time.perf_counter()
         progress = _progress(total_steps, cfg.progress, desc=f"train {self.plan.spec}")
+        progress.update(state.step)
         stopped_early = False
         try:
-            for epoch in range(epochs):
+            for epoch in range(state.epoch, epochs):
                 state.epoch = epoch
-                if hasattr(train_loader, "set_epoch"):
-                    train_loader.set_epoch(epoch)
+                if skip == 0:  # a resumed epoch replays the order saved for it
+                    state.epoch_order = [g.get_state() for g in loader_generators(train_loader)]
                 timer.start_epoch()
-                stop = self._run_epoch(train_loader, eval_loader, state, timer, total_steps, warmup, progress)
+                stop = self._run_epoch(train_loader, eval_loader, state, timer, total_steps, warmup, progress, skip)
+                skip = 0
                 timer.end_epoch()
                 if eval_loader is not None and cfg.eval_every is None:
                     stop = self._evaluate_and_track(eval_loader, state) or stop
                 if stop or state.step >= total_steps:
                     stopped_early = stop and state.step < total_steps
                     break
+                state.epoch, state.batches_done = epoch + 1, 0
+                state.epoch_order = [g.get_state() for g in loader_generators(train_loader)]
+                self._save_state(state)
         finally:
             progress.close()
             memory.stop()
@@ -342,12 +362,18 @@ class Finetuner:
                 callback.on_fit_end(self, result)
         return result
 
-    def _run_epoch(self, loader, eval_loader, state: _State, timer, total_steps, warmup, progress) -> bool:
+    def _run_epoch(self, loader, eval_loader, state: _State, timer, total_steps, warmup, progress, skip=0) -> bool:
         cfg = self.config
         self._set_modes(True)
-        micro = 0
+        micro = skip  # batches of this epoch consumed
+        pending = 0  # batches whose gradients await an optimizer step
+        batches = iter(loader)
+        if skip:
+            for _ in range(skip):  # replay the saved order up to where the run stopped
+                next(batches)
+            set_rng_state(state.resume_rng)
         timer.start_step()
-        for batch in loader:
+        for batch in batches:
             plan = self.schedule.plan_at(state.step, state.epoch, state.observations)
             if plan != self.plan:
                 self._switch_plan(plan)
@@ -357,30 +383,39 @@ class Finetuner:
             loss = nn.functional.cross_entropy(logits.float(), labels) / cfg.grad_accum
             loss.backward()
             micro += 1
-            if micro % cfg.grad_accum:
+            pending += 1
+            if pending < cfg.grad_accum:
                 continue
-            self._optimizer_step(state.step, total_steps, warmup)
-            state.step += 1
-            timer.end_step()
-            record = {"step": state.step, "epoch": state.epoch, "loss": loss.item() * cfg.grad_accum, "lr": self._current_lr()}
-            state.observations["last_loss"] = record["loss"]
-            for callback in self.callbacks:
-                if hasattr(callback, "on_step_end"):
-                    callback.on_step_end(self, record)
-            progress.update(1)
-            progress.set_postfix(loss=f"{record['loss']:.4f}")
-            if eval_loader is not None and cfg.eval_every and state.step % cfg.eval_every == 0:
-                if self._evaluate_and_track(eval_loader, state):
-                    return True
-                self._set_modes(True)
+            pending = 0
+            if self._step(state, micro, loss.item() * cfg.grad_accum, eval_loader, timer, total_steps, warmup, progress):
+                return True
             if state.step >= total_steps:
                 return False
             timer.start_step()
-        if micro % cfg.grad_accum:  # a partial accumulation at the end of the epoch still counts
-            self._optimizer_step(state.step, total_steps, warmup)
-            state.step += 1
-            timer.end_step()
-            progress.update(1)
+        if pending:  # a partial accumulation at the end of the epoch still counts
+            return self._step(state, micro, loss.item() * cfg.grad_accum, eval_loader, timer, total_steps, warmup, progress)
+        return False
+
+    def _step(self, state: _State, micro: int, loss: float, eval_loader, timer, total_steps, warmup, progress) -> bool:
+        """Optimizer step, then bookkeeping: state, callbacks, periodic eval; True = stop early."""
+        cfg = self.config
+        self._optimizer_step(state.step, total_steps, warmup)
+        state.step += 1
+        state.batches_done = micro
+        timer.end_step()
+        record = {"step": state.step, "epoch": state.epoch, "loss": loss, "lr": self._current_lr()}
+        state.observations["last_loss"] = loss
+        for callback in self.callbacks:
+            if hasattr(callback, "on_step_end"):
+                callback.on_step_end(self, record)
+        progress.update(1)
+        progress.set_postfix(loss=f"{loss:.4f}")
+        if eval_loader is not None and cfg.eval_every and state.step % cfg.eval_every == 0:
+            if self._evaluate_and_track(eval_loader, state):
+                return True
+            self._set_modes(True)
+        if cfg.save_every and state.step % cfg.save_every == 0:
+            self._save_state(state)  # after this step's evaluation, so a resume never skips it
         return False
 
     def _optimizer_step(self, step: int, total_steps: int, warmup: int) -> None:
@@ -395,6 +430,45 @@ class Finetuner:
 
     def _current_lr(self) -> float:
         return max(g["lr"] for g in self.optimizer.param_groups)
+
+    # ------------------------------------------------------------------ resumable state
+    def _save_state(self, state: _State) -> None:
+        if self.state_dir is None:
+            return
+        save_state(self.state_dir, {
+            "config": self.state_key,
+            "step": state.step,
+            "epoch": state.epoch,
+            "batches_done": state.batches_done,
+            "epoch_order": state.epoch_order,
+            "rng": rng_state(),
+            "plan": self.plan.to_dict(),
+            "lr": self.lr,
+            "trainable": self._trainable_state(),
+            "optimizer": self.optimizer.state_dict(),
+            "best": {k: getattr(state, k) for k in (
+                "best_value", "best_step", "best_metrics", "best_weights", "evals_without_improvement", "history")},
+        })
+
+    def _restore(self, saved: dict[str, Any], state: _State, train_loader) -> int:
+        """Load a saved state; return how many batches of its epoch were already trained on."""
+        if saved["config"] != self.state_key:
+            raise FreezetuneError("the saved state belongs to a different configuration; start a new run")
+        self.lr = saved["lr"]
+        self._switch_plan(Plan.from_dict(saved["plan"]))
+        self._build_optimizer()  # the saved optimizer state must map onto fresh groups
+        self._load_trainable(saved["trainable"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        for key, value in saved["best"].items():
+            setattr(state, key, value)
+        state.step, state.epoch = saved["step"], saved["epoch"]
+        state.batches_done, state.epoch_order = saved["batches_done"], saved["epoch_order"]
+        for generator, order in zip(loader_generators(train_loader), saved["epoch_order"]):
+            generator.set_state(order)
+        state.resume_rng = saved["rng"]
+        if state.batches_done == 0:
+            set_rng_state(saved["rng"])
+        return state.batches_done
 
     # ------------------------------------------------------------------ prefix cache
     def _cache_off_reason(self, train, epochs: int) -> str | None:
