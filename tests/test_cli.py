@@ -216,3 +216,12 @@ def test_resume_an_interrupted_cli_run(tiny_model_dir, sentiment_csv, tmp_path, 
     assert resumed["validation"]["loss"] == whole["validation"]["loss"]
     assert resumed["summary"]["retention_after"] == pytest.approx(whole["summary"]["retention_after"], abs=1e-6)
     assert not (cut / "resume").exists()
+
+
+def test_retention_command_reports_before_after_change(tiny_model_dir, sentiment_csv, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(train_args(tiny_model_dir, sentiment_csv, out, "--strategy", "full", "--lr", "1e-2")) == 0
+    capsys.readouterr()
+    assert main(["retention", "--checkpoint", str(out), "--reference", "cka", "--limit", "12"]) == 0
+    line = capsys.readouterr().out
+    assert "retention (cka" in line and "before 1.0000" in line and "change -" in line

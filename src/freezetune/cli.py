@@ -59,7 +59,9 @@ def add_dataclass_flags(parser: argparse.ArgumentParser, cls, title: str) -> Non
         else:
             aliases = [f"--{name}"] if "_" in name else []  # YAML-style spelling works too
             group.add_argument(
-                flag, *aliases, dest=name, type=_optional(kind), choices=info.get("choices"), help=help_text,
+                # "none" means None, except where it is one of the choices (--retention none)
+                flag, *aliases, dest=name, type=kind if info.get("choices") else _optional(kind),
+                choices=info.get("choices"), help=help_text,
                 metavar=kind.__name__.upper(),
             )
         parser.set_defaults(**{name: info["default"]})
@@ -217,9 +219,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .checkpoint import add_export_parser
     from .predict import add_predict_parser
+    from .retention import add_retention_parser
 
     add_predict_parser(commands)
     add_export_parser(commands)
+    add_retention_parser(commands)
     return parser
 
 
