@@ -225,3 +225,22 @@ def test_retention_command_reports_before_after_change(tiny_model_dir, sentiment
     assert main(["retention", "--checkpoint", str(out), "--reference", "cka", "--limit", "12"]) == 0
     line = capsys.readouterr().out
     assert "retention (cka" in line and "before 1.0000" in line and "change -" in line
+
+
+def test_auto_strategy_scores_then_trains_and_explains(tiny_model_dir, sentiment_csv, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(train_args(tiny_model_dir, sentiment_csv, out, "--strategy", "auto:semantic:budget=2")) == 0
+    plan = json.loads((out / "plan.json").read_text())
+    assert len(plan["blocks"]) <= 2 and plan["blocks"] == sorted(plan["blocks"])
+    assert plan["blocks"][-1] == 3  # contiguous suffix: ends at the top block
+    assert "budget" in (out / "selection.txt").read_text()
+    assert len(json.loads((out / "scores.json").read_text())["scores"]) == 4
+
+
+def test_score_command_prints_a_table_and_writes_a_plot(tiny_model_dir, sentiment_csv, tmp_path, capsys):
+    png = tmp_path / "scores.png"
+    assert main(["score", "--model", tiny_model_dir, "--data", str(sentiment_csv), "--scorer", "semantic",
+                 "--scorer", "gradient", "--samples", "32", "--plot", str(png), "--max-length", "16"]) == 0
+    out = capsys.readouterr().out
+    assert "semantic" in out and "gradient" in out and "block" in out
+    assert (tmp_path / "scores-semantic.png").stat().st_size > 0

@@ -24,7 +24,8 @@ log = logging.getLogger("freezetune")
 STRATEGY_HELP = (
     "what trains, in the plan-spec grammar NAME[:VALUE][:KEY=VALUE...]: full, head_only, "
     "lower_half, alternate (blocks 0,2,4,... and embeddings frozen), top_k:2, depth:3, "
-    "layers:0,3,10-12, attention|ffn|norm|bias (BitFit), lora:r=8:blocks=4,5; options for all: "
+    "layers:0,3,10-12, attention|ffn|norm|bias (BitFit), lora:r=8:blocks=4,5, "
+    "auto:semantic:budget=0.25 (scores blocks on the data and picks); options for all: "
     "embeddings=true, head=false, modules=attention+norm, lr_decay=2.6. Blocks are numbered "
     "from 0 at the input. `freezetune strategies` lists everything"
 )
@@ -220,10 +221,12 @@ def build_parser() -> argparse.ArgumentParser:
     from .checkpoint import add_export_parser
     from .predict import add_predict_parser
     from .retention import add_retention_parser
+    from .scoring import add_score_parser
 
     add_predict_parser(commands)
     add_export_parser(commands)
     add_retention_parser(commands)
+    add_score_parser(commands)
     return parser
 
 

@@ -26,6 +26,8 @@ from typing import Any
 from .errors import FreezetuneError
 from .metrics import format_table
 from .rundir import RunDir
+from .scoring import sample_batches
+from .select import scoring_sample
 from .run import RunSpec, load_data, run_training
 from .strategies import check_spec, resolve
 
@@ -64,12 +66,12 @@ def run_hash(spec: RunSpec) -> str:
     return hashlib.sha256(json.dumps(flat, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
-def _learning_rates(sweep: Sweep, strategy: str, layers) -> list[float | None]:
+def _learning_rates(sweep: Sweep, plan, layers) -> list[float | None]:
     from .train import default_lr
 
     if sweep.lr_grid is None:
         return [sweep.base.train.lr]  # None: each plan's default rate
-    default = default_lr(resolve(strategy, layers), layers)
+    default = default_lr(plan, layers)
     fixed = parse_grid(sweep.lr_grid)
     return list(fixed) if fixed else [round(default * f, 8) for f in AUTO_GRID]
 
@@ -99,9 +101,11 @@ def run_sweep(sweep: Sweep) -> list[dict[str, Any]]:
     probe = load_classifier(base.model.model, len(data.label_names), pooling=base.model.pooling,
                             gguf_file=base.model.gguf_file)
     layers = LayerMap.from_model(probe)
-    for strategy in sweep.strategies:
-        resolve(strategy, layers)  # block ranges checked before the first run starts
-    plan_rates = {s: _learning_rates(sweep, s, layers) for s in sweep.strategies}
+    pad_id = tokenizer.pad_token_id or 0
+    with scoring_sample(lambda: sample_batches(data.train, seed=sweep.data_seed, pad_token_id=pad_id)):
+        # resolved once, before the first run: bad block ranges fail early, auto scores once here
+        plans = {s: resolve(s, layers) for s in sweep.strategies}
+    plan_rates = {s: _learning_rates(sweep, plans[s], layers) for s in sweep.strategies}
     del probe, layers
     total = sum(len(r) for r in plan_rates.values()) * len(sweep.seeds)
     done = 0

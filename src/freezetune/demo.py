@@ -28,6 +28,7 @@ COLUMNS = [
     ("trainable_params", "trainable", ","),
     ("trainable_pct", "% params", ".1f"),
     ("frozen_prefix_depth", "frozen depth", ""),
+    ("retention_after", "retention", ".3f"),
     ("time_per_epoch_s", "s/epoch", ".1f"),
     ("steady_step_s", "s/step", ".3f"),
     ("peak_mib", "peak MiB", ".0f"),
@@ -50,7 +51,7 @@ def recommend(rows: list[dict], tolerance: float = 0.01) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m freezetune.demo", description=__doc__)
-    parser.add_argument("--rows", type=int, default=1500, help="training rows sampled (stratified) from the default data")
+    parser.add_argument("--rows", type=int, default=1000, help="training rows sampled (stratified) from the default data")
     parser.add_argument("--epochs", type=int, default=3, help="epochs per plan")
     parser.add_argument("--output", default="demo-runs", help="folder for the runs (replaced on each demo)")
     args = parser.parse_args(argv)
@@ -59,10 +60,10 @@ def main(argv: list[str] | None = None) -> int:
 
     transformers.logging.set_verbosity_error()
     started = time.perf_counter()
-    base = RunSpec(
-        data=DataConfig(max_train_rows=args.rows, max_length=64),
-        train=TrainConfig(epochs=args.epochs, seed=0),
-    ).resolved()
+    # Retention on 500 STS-B pairs (when ../shared/data has them, else CKA) keeps the demo short.
+    data_config = DataConfig(max_train_rows=args.rows, max_length=64, retention_limit=500)
+    train_config = TrainConfig(epochs=args.epochs, seed=0, bucket=True)
+    base = RunSpec(data=data_config, train=train_config).resolved()
     try:
         tokenizer = load_tokenizer(base.model.model)
         data = load_data(base, tokenizer)
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     for index, strategy in enumerate(STRATEGIES, 1):
         print(f"[{index}/{len(STRATEGIES)}] {strategy} ...", flush=True)
         spec = RunSpec(
-            strategy=strategy, data=base.data, model=base.model, train=TrainConfig(epochs=args.epochs, seed=0),
+            strategy=strategy, data=base.data, model=base.model, train=base.train,
             output=f"{args.output}/{strategy.replace(':', '_')}", overwrite=True,
         )
         row = run_training(spec, data=data, tokenizer=tokenizer).summary()
@@ -86,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
     print()
     print(format_table(rows, COLUMNS))
+    if rows[0].get("retention_reference"):
+        names = {"sts": "STS-B Spearman of mean-pooled embeddings (500 pairs)", "cka": "CKA to the base model"}
+        kind = rows[0]["retention_reference"]
+        print(f"retention = {names.get(kind, kind)}; the untrained base scores {rows[0]['retention_before']:.3f}")
     print()
     print(recommend(rows))
     print(

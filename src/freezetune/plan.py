@@ -38,10 +38,12 @@ class Plan:
     modules: tuple[str, ...] = ()  # inside trainable blocks only these groups train; () = all
     lr_multipliers: tuple[tuple[str, float], ...] = ()  # (unit, multiplier); missing = 1
     lora: LoraSpec | None = None
+    tensors: tuple[str, ...] = ()  # when set, only these tensors of the trainable blocks train
     spec: str = field(default="custom", compare=False)  # the text it was parsed from
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "blocks", tuple(sorted(set(self.blocks))))
+        object.__setattr__(self, "tensors", tuple(sorted(set(self.tensors))))
         unknown = [m for m in self.modules if m not in FILTERS]
         if unknown:
             raise FreezetuneError(
@@ -52,6 +54,10 @@ class Plan:
     def validate(self, layers: LayerMap) -> Plan:
         for index in self.blocks:
             layers.check_block(index)
+        allowed = {n for i in self.blocks for n in layers.units[block_unit(i)]}
+        stray = [n for n in self.tensors if n not in allowed]
+        if stray:
+            raise FreezetuneError(f"tensor {stray[0]!r} is not in a trainable block of this plan")
         if self.lora:
             for index in self.lora.blocks:
                 layers.check_block(index)
@@ -65,8 +71,11 @@ class Plan:
             names.update(layers.units[EMBEDDINGS])
         if self.head:
             names.update(layers.units[HEAD])
+        chosen = set(self.tensors)
         for index in self.blocks:
             for name in layers.units[block_unit(index)]:
+                if chosen and name not in chosen:
+                    continue
                 if not self.modules or _matches(name, layers.groups[name], self.modules):
                     names.add(name)
         return names
@@ -142,6 +151,7 @@ class Plan:
         return cls(
             blocks=tuple(data.pop("blocks", ())),
             modules=tuple(data.pop("modules", ())),
+            tensors=tuple(data.pop("tensors", ())),
             lr_multipliers=tuple((u, float(m)) for u, m in data.pop("lr_multipliers", ())),
             lora=_lora_from_dict(lora),
             **data,

@@ -28,6 +28,8 @@ from .errors import FreezetuneError
 from .resume import changed_settings, load_state
 from .retention import measure, resolve_reference
 from .rundir import RunDir
+from .scoring import sample_batches
+from .select import scoring_sample
 from .strategies import check_spec
 from .train import Finetuner, FitResult
 
@@ -203,18 +205,26 @@ def run_training(
     fingerprint = base_fingerprint(model.backbone) if run_dir else None  # before training changes it
     retention = _Retention(spec, model, tokenizer) if spec.data.retention != "none" else None
     callbacks = [MetricsLogger(run_dir)] if run_dir else []
-    tuner = Finetuner(
-        model,
-        spec.strategy,
-        config=spec.train,
-        label_names=data.label_names,
-        pad_token_id=tokenizer.pad_token_id or 0,
-        tokenizer_name=getattr(tokenizer, "name_or_path", ""),
-        state_dir=str(run_dir.file("resume")) if run_dir else None,
-        state_key=_resume_key(spec),
-        callbacks=callbacks,
-    )
+    pad_id = tokenizer.pad_token_id or 0
+    # `auto` plans score blocks on a sample of the training data while the plan is resolved.
+    with scoring_sample(lambda: sample_batches(data.train, seed=spec.train.seed, pad_token_id=pad_id)) as scoring:
+        tuner = Finetuner(
+            model,
+            spec.strategy,
+            config=spec.train,
+            label_names=data.label_names,
+            pad_token_id=pad_id,
+            tokenizer_name=getattr(tokenizer, "name_or_path", ""),
+            state_dir=str(run_dir.file("resume")) if run_dir else None,
+            state_key=_resume_key(spec),
+            callbacks=callbacks,
+        )
     log.info("plan:\n%s", tuner.plan.describe(tuner.layers))
+    for record in scoring.records:
+        log.info("%s", record["explanation"])
+        if run_dir:
+            run_dir.write_json("scores.json", record["scores"].to_dict())
+            run_dir.write_text("selection.txt", record["explanation"] + "\n")
     if run_dir and not resume:
         # Written once the inputs proved good and before training, so an interrupted run can resume.
         run_dir.write_yaml("config.yaml", spec.flat())

@@ -23,7 +23,7 @@ from freezetune.errors import FreezetuneError
 RUN_MARKERS: tuple[str, ...] = ("config.yaml", "metrics.json", "metrics.jsonl")
 # Everything freezetune writes into a run folder. --overwrite removes these and nothing
 # else, so a user who points --output at a folder with their own files keeps them.
-OWNED_FILES: tuple[str, ...] = (*RUN_MARKERS, "plan.json")
+OWNED_FILES: tuple[str, ...] = (*RUN_MARKERS, "plan.json", "scores.json", "selection.txt")
 OWNED_DIRS: tuple[str, ...] = ("checkpoint", "resume", "best", "plots", "tensorboard")
 
 

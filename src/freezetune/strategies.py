@@ -164,6 +164,22 @@ def lora(
     return Plan(lora=LoraSpec(r=r, alpha=alpha, dropout=dropout, targets=targets, blocks=blocks))
 
 
+@register(
+    "auto",
+    primary="scorer",
+    help={
+        "scorer": "per-block scorer: semantic, variability, gradient, snr, fisher (see docs/scoring.md)",
+        "budget": "below 1: share of the model's parameters that may train; 1 or more: number of blocks",
+        "contiguous": "train a contiguous top suffix (its frozen prefix can be cached) instead of the top blocks",
+    },
+)
+def auto(layers: LayerMap, scorer: str = "semantic", budget: float = 0.25, contiguous: bool = True) -> Plan:
+    """Score each block on a sample of the training data and train the best ones under a budget."""
+    from .select import auto_plan
+
+    return auto_plan(layers, scorer=scorer, budget=budget, contiguous=contiguous)
+
+
 # ---------------------------------------------------------------------- resolution
 def _known() -> str:
     return ", ".join(sorted(REGISTRY))
