@@ -529,6 +529,18 @@ def other_benchmarks() -> list[str]:
     return [line for line in out.splitlines() if "pgrep" not in line]
 
 
+def other_jobs() -> list[str]:
+    """Other Python processes on the machine (tests, demos of other sessions): they share the 2 cores."""
+    out = subprocess.run(["pgrep", "-af", "python"], capture_output=True, text=True).stdout
+    mine = {os.getpid(), os.getppid()}
+    jobs = []
+    for line in out.splitlines():
+        pid, _, cmd = line.partition(" ")
+        if int(pid) not in mine and "pgrep" not in cmd and "bench/speed.py" not in cmd:
+            jobs.append(cmd[:120])
+    return jobs
+
+
 def arms_for(model: str, plan: str, cache_check: bool) -> list[str]:
     arms = ["freezetune", "peft" if plan.startswith("lora") else "trainer", "floor"]
     if cache_check and plan in CACHE_CHECK_PLANS[model]:
@@ -762,7 +774,7 @@ def report(results: dict) -> str:
         f"- step = median after {WARMUP_STEPS_DROPPED} warm-up steps of the interval between optimizer-step ends "
         "(includes fetching/collating the batch); end-to-end = `fit()` (cache build included) / `trainer.train()`",
         f"- peak RSS = `ru_maxrss` of the arm's own process (model load, data and training included)",
-        f"- contention: {meta.get('contention', 'unknown')}",
+        f"- contention: {meta.get('contention', 'unknown')}; {meta.get('other_jobs', '')}",
         "",
         "## Results",
         "",
@@ -865,23 +877,28 @@ def parent_main(args) -> None:
         "notes": results.get("meta", {}).get("notes", []),
     }
     results = {"meta": meta, "runs": runs}
-    contention = []
+    contention, busy_other = [], []
     for model in args.models:
         sizes = all_sizes[model]
         for plan in args.plans:
             for arm in arms_for(model, plan, not args.no_cache_check):
                 for seed in (seeds if arm != "floor" else [0]):
                     key = run_key(model, plan, arm, seed, sizes)
-                    if args.resume and runs.get(key, {}).get("ok"):
+                    redo = any(f"{model}/{plan}/{arm}".startswith(r) for r in args.redo)
+                    if args.resume and runs.get(key, {}).get("ok") and not redo:
                         continue
                     busy = other_benchmarks()
+                    others = other_jobs()
                     if busy:
                         contention.append(f"{model}/{plan}/{arm}/{seed}")
+                    if others:
+                        busy_other.append(f"{model}/{plan}/{arm}/{seed}")
                     label = f"{model} {plan} {arm} seed {seed}"
                     print(f"[{time.strftime('%H:%M:%S')}] {label} ...", flush=True)
                     r = run_child(model, plan, arm, seed, sizes, args.timeout, args.threads)
                     r["label"] = label
                     r["other_benchmark_running"] = bool(busy)
+                    r["other_jobs_at_start"] = others
                     runs[key] = r
                     if r.get("ok"):
                         print(f"    step {_ms(r.get('steady_step_s'))} ms, e2e {r.get('e2e_s', float('nan')):.1f} s, "
@@ -894,6 +911,10 @@ def parent_main(args) -> None:
                         + ", ".join(contention[:20]) if contention else
                         "no bench/sst2_core.py process was running during any arm (checked before each arm); "
                         "1-minute load averages per arm are in the JSON")
+                    meta["other_jobs"] = (
+                        f"other Python jobs (tests/demos of other sessions) were running when {len(busy_other)} of the "
+                        f"arms started: {', '.join(busy_other[:40])}" if busy_other else "no other Python job was "
+                        "running when any arm started")
                     save_results(json_path, results)
     meta["finished"] = dt.datetime.now().isoformat(timespec="seconds")
     meta["other_benchmarks_at_end"] = other_benchmarks()
@@ -910,6 +931,8 @@ def main() -> None:
     parser.add_argument("--plans", nargs="+", default=PLANS)
     parser.add_argument("--no-cache-check", action="store_true", help="skip the freezetune cache=off arms")
     parser.add_argument("--resume", action="store_true", help="keep finished arms of the same sizes in the JSON")
+    parser.add_argument("--redo", nargs="*", default=[],
+                        help="with --resume: run these again, as model/plan[/arm] prefixes, e.g. minilm/top_k:2")
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--out", help="results folder (default bench/results)")
     parser.add_argument("--name", default="speed_cpu")

@@ -51,7 +51,7 @@ def recommend(rows: list[dict], tolerance: float = 0.01) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m freezetune.demo", description=__doc__)
-    parser.add_argument("--rows", type=int, default=1000, help="training rows sampled (stratified) from the default data")
+    parser.add_argument("--rows", type=int, default=1200, help="rows sampled (stratified) from the default data")
     parser.add_argument("--epochs", type=int, default=3, help="epochs per plan")
     parser.add_argument("--output", default="demo-runs", help="folder for the runs (replaced on each demo)")
     args = parser.parse_args(argv)
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     transformers.logging.set_verbosity_error()
     started = time.perf_counter()
     # Retention on 500 STS-B pairs (when ../shared/data has them, else CKA) keeps the demo short.
-    data_config = DataConfig(max_train_rows=args.rows, max_length=64, retention_limit=500)
+    data_config = DataConfig(max_train_rows=args.rows, max_length=64, validation_fraction=0.2, retention_limit=500)
     train_config = TrainConfig(epochs=args.epochs, seed=0, bucket=True)
     base = RunSpec(data=data_config, train=train_config).resolved()
     try:
