@@ -145,6 +145,13 @@ def max_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process (all threads). CPU/wall near the thread count = the cores were ours;
+    far below it = other jobs took them (timings of that arm are contended)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 # =============================================================================== child: probe
 class Probe:
     """Per-step timestamps: step end -> forward start -> forward end -> backward -> step end."""
@@ -283,9 +290,11 @@ def arm_freezetune(model_name: str, plan: str, seed: int, sizes: dict, cache: st
     probe.attach(tuner.model, tuner.model.backbone.embeddings)
     rss_before = rss_bytes()
     probe.begin()
+    cpu0 = cpu_seconds()
     started = time.perf_counter()
     fit = tuner.fit(data.train)  # no evaluation during training (the Trainer arm has none either)
     wall = time.perf_counter() - started
+    cpu_util = (cpu_seconds() - cpu0) / wall
     peak = max_rss_bytes()
     costs = dict(fit.costs)
 
@@ -307,6 +316,8 @@ def arm_freezetune(model_name: str, plan: str, seed: int, sizes: dict, cache: st
     return {
         "lr": lr,
         "e2e_s": wall,
+        "cpu_util": cpu_util,
+        "torch_threads": torch.get_num_threads(),
         "steady_step_s": costs["steady_step_s"],
         "probe": probe.summary(),
         "losses": probe.losses,
@@ -418,9 +429,11 @@ def arm_trainer(model_name: str, plan: str, seed: int, sizes: dict, use_peft: bo
     trainer.data_collator = probe.timed("collate", trainer.data_collator)
     rss_before = rss_bytes()
     memory = PeakMemory(device="cpu").start()
+    cpu0 = cpu_seconds()
     started = time.perf_counter()
     trainer.train()
     wall = time.perf_counter() - started
+    cpu_util = (cpu_seconds() - cpu0) / wall
     memory.stop()
     peak = max_rss_bytes()
     top.eval()
@@ -430,6 +443,7 @@ def arm_trainer(model_name: str, plan: str, seed: int, sizes: dict, use_peft: bo
     return {
         "lr": lr,
         "e2e_s": wall,
+        "cpu_util": cpu_util,
         "steady_step_s": summary["period_median_s"],
         "step_begin_to_end_median_s": statistics.median(steady_be) if steady_be else None,
         "probe": summary,
@@ -461,8 +475,10 @@ def arm_floor(model_name: str, plan: str, seed: int, sizes: dict) -> dict:
     equivalence = floor.check_equivalence(model, plan, batches[0])
     steps = len(batches) * sizes["epochs"]
     rss_before = rss_bytes()
+    cpu0, started = cpu_seconds(), time.perf_counter()
     result = floor.run_floor(model, plan, batches, steps=steps, lr=lr, lora=LORA,
                              warmup_steps_dropped=WARMUP_STEPS_DROPPED)
+    result["cpu_util"] = (cpu_seconds() - cpu0) / (time.perf_counter() - started)
     result.pop("step_times_s")
     return {
         **result,

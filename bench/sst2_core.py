@@ -388,6 +388,7 @@ def main() -> int:
                         max_length=args.max_length,
                         max_train_rows=args.rows,
                         validation_fraction=0.1,
+                        retention_limit=500,  # STS-B: 500 evenly spread pairs keep each run's cost small
                     ),
                     model=ModelConfig(model=model_path, pooling=pooling),
                     train=TrainConfig(

@@ -96,3 +96,28 @@ def test_describe_lists_every_unit():
     text = LayerMap.from_model(tiny_bert()).describe()
     for unit in ("embeddings", "block.0", "block.3", "head", "total"):
         assert unit in text
+
+
+@pytest.mark.parametrize("family", ["roberta", "distilbert", "qwen2", "mistral", "gpt2", "llama"])
+def test_every_supported_family_maps_to_embeddings_blocks_head(family):
+    from transformers import (DistilBertConfig, DistilBertModel, MistralConfig, MistralForCausalLM, Qwen2Config,
+                              Qwen2ForCausalLM, RobertaConfig, RobertaModel)
+
+    small = dict(hidden_size=16, num_hidden_layers=3, num_attention_heads=2, intermediate_size=32, vocab_size=60)
+    decoder = dict(small, num_key_value_heads=1, max_position_embeddings=64)
+    models = {
+        "roberta": lambda: RobertaModel(RobertaConfig(**small, max_position_embeddings=40)),
+        "distilbert": lambda: DistilBertModel(DistilBertConfig(dim=16, n_layers=3, n_heads=2, hidden_dim=32, vocab_size=60)),
+        "qwen2": lambda: Qwen2ForCausalLM(Qwen2Config(**decoder)),
+        "mistral": lambda: MistralForCausalLM(MistralConfig(**decoder)),
+        "gpt2": tiny_gpt2,
+        "llama": tiny_llama,
+    }
+    model = models[family]()
+    layers = LayerMap.from_model(model)
+    assert layers.num_blocks == 3 or family in ("llama",) and layers.num_blocks == 4
+    counts = layers.counts()
+    assert counts["embeddings"] > 0 and counts["head"] >= 0
+    assert sum(counts.values()) == sum(p.numel() for p in model.parameters())
+    groups = {layers.groups[n] for n in layers.units["block.0"]}
+    assert groups == {"attention", "ffn", "norm"}

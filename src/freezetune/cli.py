@@ -68,6 +68,13 @@ def add_dataclass_flags(parser: argparse.ArgumentParser, cls, title: str) -> Non
         parser.set_defaults(**{name: info["default"]})
 
 
+def add_run_flags(parser: argparse.ArgumentParser) -> None:
+    """The data, model and training flags every training command shares."""
+    add_dataclass_flags(parser, DataConfig, "data")
+    add_dataclass_flags(parser, ModelConfig, "model")
+    add_dataclass_flags(parser, TrainConfig, "training")
+
+
 def _config_values(path: str, parser: argparse.ArgumentParser) -> dict:
     """Read a YAML config; its keys are the flags' names (dashes or underscores)."""
     import yaml
@@ -186,9 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--config", help="YAML file whose keys are these flags' names; flags override it")
     train.add_argument("--strategy", default="lower_half", help=f"{STRATEGY_HELP} (default: lower_half)")
-    add_dataclass_flags(train, DataConfig, "data")
-    add_dataclass_flags(train, ModelConfig, "model")
-    add_dataclass_flags(train, TrainConfig, "training")
+    add_run_flags(train)
     train.add_argument("--output", help="run folder to write (refused if it already holds a run)")
     train.add_argument("--overwrite", action="store_true", help="replace the run already in --output")
     train.add_argument("--resume", metavar="RUN",
@@ -211,9 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
                               "plan on the validation split (default: one rate, --lr or the plan's default)")
     compare.add_argument("--data-seed", "--data_seed", dest="data_seed", type=int, default=0,
                          help="seed of the sampling and validation split shared by all runs (default: 0)")
-    add_dataclass_flags(compare, DataConfig, "data")
-    add_dataclass_flags(compare, ModelConfig, "model")
-    add_dataclass_flags(compare, TrainConfig, "training")
+    add_run_flags(compare)
     compare.add_argument("--output", default="runs/compare", help="sweep folder; finished runs in it are reused (default: runs/compare)")
     compare.add_argument("--overwrite", action="store_true", help="retrain runs that already finished")
     compare.set_defaults(run=cmd_compare)
