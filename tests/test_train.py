@@ -161,3 +161,23 @@ def test_freeze_pattern_alias_and_config_validation():
         Finetuner(tiny_classifier(), "full", batch_size=0)
     with pytest.raises(TypeError):
         Finetuner(tiny_classifier(), "full", no_such_option=1)
+
+
+def test_gradient_checkpointing_covers_only_the_trainable_suffix():
+    def grads(checkpointing):
+        model = tiny_classifier()
+        model.eval()  # no dropout: the two runs must agree exactly
+        tuner = Finetuner(model, "top_k:2", progress=False, gradient_checkpointing=checkpointing)
+        batch = dict(toy_batches()[0])
+        labels = batch.pop("labels")
+        torch.nn.functional.cross_entropy(tuner.forward(batch), labels).backward()
+        blocks = model.backbone.encoder.layer
+        wrapped = ["_unwrapped_forward" in vars(b) for b in blocks]
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}, wrapped
+
+    plain, wrapped_plain = grads(False)
+    checkpointed, wrapped = grads(True)
+    assert wrapped == [False, False, True, True] and not any(wrapped_plain)
+    assert plain.keys() == checkpointed.keys()
+    assert all(torch.allclose(plain[n], checkpointed[n], atol=1e-6) for n in plain)
+    assert not any(n.startswith("backbone.encoder.layer.1.") for n in checkpointed)

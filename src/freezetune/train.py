@@ -17,6 +17,7 @@ token ids, so autograd records nothing there and no gradient can reach it.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Protocol
 
 import torch
+import torch.utils.checkpoint
 from torch import nn
 
 from .cache import CacheKey, PrefixCache, build_cache, data_fingerprint, prefix_fingerprint, start_at
@@ -159,6 +161,8 @@ class Finetuner:
             # PEFT wraps the model once; parameter names change, so the map is rebuilt.
             self.model, self.layers = add_lora(self.model, plan.lora, self.layers)
         plan.apply(self.model, self.layers)
+        if self.config.gradient_checkpointing:
+            self._checkpoint_suffix()
         if old is None:
             self.lr = self.config.lr or default_lr(plan, self.layers)
         self._build_optimizer()
@@ -166,6 +170,22 @@ class Finetuner:
         for callback in self.callbacks:
             if hasattr(callback, "on_plan_change"):
                 callback.on_plan_change(self, old, plan)
+
+    def _checkpoint_suffix(self) -> None:
+        """Activation checkpointing on the trainable blocks only.
+
+        Hugging Face's ``gradient_checkpointing_enable`` wraps every block and, with the
+        reentrant variant, needs ``enable_input_require_grads``, which drags backward down
+        through a frozen prefix. Non-reentrant checkpointing of the suffix blocks needs neither.
+        """
+        depth = self.frozen_prefix_depth()
+        for index, block in enumerate(self.layers.blocks):
+            original = block.__dict__.pop("_unwrapped_forward", None) or block.forward
+            if index >= depth:
+                block._unwrapped_forward = original
+                block.forward = functools.partial(_checkpointed, original)
+            else:
+                block.forward = original
 
     def _build_optimizer(self) -> None:
         """Param groups per unit (its LR multiplier) x decay / no decay; state carried over.
@@ -564,6 +584,12 @@ class Finetuner:
         with torch.no_grad():
             for name, value in weights.items():
                 params[name].copy_(value)
+
+
+def _checkpointed(forward, *args, **kwargs):
+    if torch.is_grad_enabled():
+        return torch.utils.checkpoint.checkpoint(forward, *args, use_reentrant=False, **kwargs)
+    return forward(*args, **kwargs)
 
 
 def _pick_device() -> torch.device:
