@@ -134,3 +134,20 @@ def test_store_and_fetch_round_trip_real_tokens_only():
     assert torch.equal(out[0], hidden[1]) and torch.equal(out[1, :2], hidden[0, :2])
     assert torch.equal(out[1, 2], torch.zeros(4))  # padding is zeros, never another example
     assert cache.bytes == 5 * 4 * 4
+
+
+def test_a_second_run_on_the_same_data_and_prefix_reuses_the_cache():
+    from freezetune.cache import SHARED_CACHES
+
+    SHARED_CACHES.clear()
+    data, held_out = toy_dataset(pairs=True), toy_dataset(n=16, seed=1, pairs=True)
+    first = Finetuner(tiny_classifier(), "lower_half", progress=False, epochs=2, batch_size=8).fit(data, held_out)
+    again = Finetuner(tiny_classifier(), "lower_half", progress=False, epochs=2, batch_size=8, lr=1e-2)
+    second = again.fit(data, held_out)
+    assert "reused" not in first.costs["cache"] and "2 of 2 reused" in second.costs["cache"]
+    other = tiny_classifier()
+    with torch.no_grad():
+        other.backbone.encoder.layer[0].output.dense.weight.add_(0.5)  # a different frozen prefix
+    third = Finetuner(other, "lower_half", progress=False, epochs=2, batch_size=8).fit(data, held_out)
+    assert "reused" not in third.costs["cache"]
+    SHARED_CACHES.clear()

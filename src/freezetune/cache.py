@@ -75,7 +75,7 @@ def start_at(layers: LayerMap, depth: int, hidden: torch.Tensor):
         parent._modules[attr] = blocks
 
 
-@dataclass
+@dataclass(frozen=True)
 class CacheKey:
     """What the cached states depend on; a changed key means a stale cache."""
 
@@ -83,9 +83,10 @@ class CacheKey:
     depth: int
     data: str  # hash of the token ids (and types) of the examples
     tokenizer: str
+    dtype: str = "fp32"  # storage type
 
     def digest(self) -> str:
-        text = f"{self.prefix}|{self.depth}|{self.data}|{self.tokenizer}"
+        text = f"{self.prefix}|{self.depth}|{self.data}|{self.tokenizer}|{self.dtype}"
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -198,3 +199,28 @@ def build_cache(
 
 class _Stop(Exception):
     """Raised by the capture hook: nothing above the boundary needs to run while caching."""
+
+
+class CacheStore:
+    """Caches kept across runs of one process (a sweep trains many plans on the same data).
+
+    Looked up by the full key, so a cache is reused only for the same prefix weights, boundary,
+    examples, tokenizer and storage type; the oldest are dropped beyond the size limit.
+    """
+
+    def __init__(self) -> None:
+        self._caches: dict[str, PrefixCache] = {}
+
+    def get(self, key: CacheKey) -> PrefixCache | None:
+        return self._caches.get(key.digest())
+
+    def put(self, cache: PrefixCache, *, limit_bytes: int) -> None:
+        self._caches[cache.key.digest()] = cache
+        while sum(c.bytes for c in self._caches.values()) > limit_bytes and len(self._caches) > 1:
+            del self._caches[next(iter(self._caches))]
+
+    def clear(self) -> None:
+        self._caches.clear()
+
+
+SHARED_CACHES = CacheStore()

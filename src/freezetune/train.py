@@ -28,7 +28,7 @@ import torch
 import torch.utils.checkpoint
 from torch import nn
 
-from .cache import CacheKey, PrefixCache, build_cache, data_fingerprint, prefix_fingerprint, start_at
+from .cache import SHARED_CACHES, CacheKey, PrefixCache, build_cache, data_fingerprint, prefix_fingerprint, start_at
 from .config import TrainConfig
 from .costs import PeakMemory, StepTimer, count_parameters
 from .errors import FreezetuneError
@@ -514,18 +514,27 @@ class Finetuner:
         depth = self.frozen_prefix_depth()
         datasets = [d for d in (train, eval) if d is not None and hasattr(d, "column_names")]
         prefix = prefix_fingerprint(self.layers, depth)
+        reused = 0
         for data in datasets:
-            key = CacheKey(prefix, depth, data_fingerprint(data), self.tokenizer_name)
-            indexed = data.add_column("index", list(range(len(data))))
-            loader = self._loader(indexed, shuffle=False, seed=0, batch_size=self.config.eval_batch_size)
-            lengths = [len(ids) for ids in data["input_ids"]]
-            self._caches[id(data)] = build_cache(
-                self.layers, depth, loader, lengths, key, device=self.device, dtype=self.config.cache_dtype,
-                ram_limit_bytes=int(self.config.cache_ram_gb * 2**30), autocast_dtype=self.autocast_dtype,
-            )
+            key = CacheKey(prefix, depth, data_fingerprint(data), self.tokenizer_name, self.config.cache_dtype)
+            cache = SHARED_CACHES.get(key)
+            if cache is None:
+                indexed = data.add_column("index", list(range(len(data))))
+                loader = self._loader(indexed, shuffle=False, seed=0, batch_size=self.config.eval_batch_size)
+                lengths = [len(ids) for ids in data["input_ids"]]
+                cache = build_cache(
+                    self.layers, depth, loader, lengths, key, device=self.device, dtype=self.config.cache_dtype,
+                    ram_limit_bytes=int(self.config.cache_ram_gb * 2**30), autocast_dtype=self.autocast_dtype,
+                )
+                SHARED_CACHES.put(cache, limit_bytes=int(self.config.cache_ram_gb * 2**30))
+            else:
+                reused += 1
+            self._caches[id(data)] = cache
         size = sum(c.bytes for c in self._caches.values())
         where = "disk" if any(c.on_disk for c in self._caches.values()) else "RAM"
         status = f"on: boundary {depth}, {size / 2**20:.1f} MiB in {where} ({self.config.cache_dtype})"
+        if reused:
+            status += f", {reused} of {len(datasets)} reused from an earlier run"
         log.info("frozen-prefix cache %s", status)
         return status
 
