@@ -45,6 +45,38 @@ from freezetune.data import load_classification_data  # noqa: E402
 from freezetune.model import load_tokenizer  # noqa: E402
 from freezetune.run import RunSpec, run_training  # noqa: E402
 
+
+def _pin_library() -> dict:
+    """Import every freezetune module now, so every forked run uses this one snapshot of the code
+    (others edit src/ while long jobs run), and identify that snapshot."""
+    import importlib
+    import pkgutil
+    import subprocess
+
+    import freezetune
+
+    for info in pkgutil.walk_packages(freezetune.__path__, "freezetune."):
+        try:
+            importlib.import_module(info.name)
+        except Exception:  # noqa: BLE001 - optional extras may be missing; they are not used here
+            pass
+    src = Path(freezetune.__file__).resolve().parent
+    digest = hashlib.sha256()
+    for file in sorted(src.rglob("*.py")):
+        digest.update(file.relative_to(src).as_posix().encode() + b"\0" + file.read_bytes())
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=src, capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "."], cwd=src, capture_output=True,
+                               text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        head, dirty = "unknown", ""
+    return {"git_head": head, "src_dirty": bool(dirty), "src_sha256": digest.hexdigest()[:16]}
+
+
+LIBRARY = _pin_library()
+START_ISO = None
+
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 
@@ -62,12 +94,13 @@ PLANS = [
 # CLS pooler, best of two LRs, mean of two seeds, bf16 on an H100); "mean" = the mean-pooled table
 # (3 seeds, one LR per plan: 1e-4 up to depth 3, 3e-4 at depth 4-5, 3e-3 head only).
 REFERENCE = {
-    "full": {"cls": 0.815, "mean": 0.820, "mean_row": "full"},
-    "lower_half": {"cls": 0.811, "mean": 0.822, "mean_row": "d3"},
-    "alternate": {"cls": 0.807, "mean": None, "mean_row": None},
-    "top_k:2": {"cls": 0.816, "mean": 0.813, "mean_row": "d4"},
-    "head_only (cls)": {"cls": 0.703, "mean": None, "mean_row": None},
-    "head_only (mean)": {"cls": None, "mean": 0.770, "mean_row": "d6; 1-seed probe: 0.741"},
+    "full": {"cls": 0.815, "mean": 0.820, "mean_row": "full", "sts_cls": 0.53, "sts_mean": 0.63},
+    "lower_half": {"cls": 0.811, "mean": 0.822, "mean_row": "d3", "sts_cls": 0.75, "sts_mean": 0.80},
+    "alternate": {"cls": 0.807, "mean": None, "mean_row": None, "sts_cls": 0.75, "sts_mean": None},
+    "top_k:2": {"cls": 0.816, "mean": 0.813, "mean_row": "d4", "sts_cls": 0.73, "sts_mean": 0.70},
+    "head_only (cls)": {"cls": 0.703, "mean": None, "mean_row": None, "sts_cls": 0.87, "sts_mean": None},
+    "head_only (mean)": {"cls": None, "mean": 0.770, "mean_row": "d6; 1-seed probe: 0.741", "sts_cls": None,
+                         "sts_mean": 0.87},
 }
 
 
@@ -203,6 +236,10 @@ def build_report(results: dict, args, plans, seeds) -> str:
             "precision": s[0].get("precision"),
             "device": s[0].get("device"),
             "best_epochs": [p["best_step"] for p in picked],
+            "cache": sorted({str(x.get("cache")) for x in s}),
+            "sts_after": [x["retention_after"] for x in s if x.get("retention_after") is not None],
+            "sts_before": [x["retention_before"] for x in s if x.get("retention_before") is not None],
+            "versions": sorted({json.dumps(p.get("library", "not recorded"), sort_keys=True) for p in picked}),
             "per_seed": {p["config"]["seed"]: round(p["summary"]["accuracy"], 4) for p in picked},
         }
         rows.append((label, agg))
@@ -220,6 +257,13 @@ def build_report(results: dict, args, plans, seeds) -> str:
         f"- Wall time of the last invocation: {meta.get('invocation_wall_s', 0) / 60:.1f} min "
         f"({meta.get('runs_this_invocation', 0)} runs trained, the rest from the cache); "
         f"sum of the per-run wall times in the table: {meta.get('sum_run_wall_s', 0) / 60:.1f} min.",
+        "- Invocations that trained runs: "
+        + "; ".join(
+            f"{i.get('started', '?')} → {i['ended']} ({i['wall_s'] / 60:.0f} min, {i['runs_trained']} runs"
+            + (f", {i['note']}" if i.get("note") else "") + ")"
+            for i in meta.get("invocations", [])
+        )
+        + ".",
         f"- Data: SST-2 train, stratified sample of {args.rows} rows drawn with the run seed "
         f"(so each seed sees a *different* {args.rows:,}-row sample); a stratified 10 % of it (same seed) "
         f"is the validation set: {meta.get('train_rows', '?')} rows train, "
@@ -231,14 +275,29 @@ def build_report(results: dict, args, plans, seeds) -> str:
         + ", ".join(map(str, seeds)) + ".",
         "",
         "| plan | pooling | test acc (mean ± std) | per seed | macro-F1 | val acc | lr | trainable params | "
-        "time/epoch (s) | steady step (s) | peak RSS (MiB) | ref (CLS table) | Δ | ref (mean-pooled table) | Δ |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "time/epoch (s) | steady step (s) | peak RSS (MiB) | prefix cache | ref (CLS table) | Δ | "
+        "ref (mean-pooled table) | Δ |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
+    sts_lines = [
+        "",
+        "### Retention: STS-B Spearman after fine-tuning (mean-pooled last layer, cosine)",
+        "",
+        "| plan | STS-B before | STS-B after (mean ± std) | ref (CLS table) | ref (mean-pooled table) |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    versions: set[str] = set()
     for label, agg in rows:
         ref = REFERENCE.get(label, {})
         if agg is None:
-            lines.append(f"| {label} | – | not run | | | | | | | | | {ref.get('cls') or '–'} | | {ref.get('mean') or '–'} | |")
+            lines.append(f"| {label} | – | not run | | | | | | | | | | {ref.get('cls') or '–'} | | {ref.get('mean') or '–'} | |")
             continue
+        versions.update(agg["versions"])
+        sts_ref_c, sts_ref_m = ref.get("sts_cls"), ref.get("sts_mean")
+        sts_lines.append(
+            f"| {label} | {fmt_mean_std(agg['sts_before'])} | {fmt_mean_std(agg['sts_after'])} | "
+            f"{'–' if sts_ref_c is None else f'{sts_ref_c:.2f}'} | {'–' if sts_ref_m is None else f'{sts_ref_m:.2f}'} |"
+        )
         mean_ref = ref.get("mean")
         mean_ref_txt = "–" if mean_ref is None else f"{mean_ref:.3f} ({ref['mean_row']})"
         cls_ref = ref.get("cls")
@@ -247,10 +306,20 @@ def build_report(results: dict, args, plans, seeds) -> str:
             + " / ".join(f"{v:.3f}" for v in agg["per_seed"].values())
             + f" | {fmt_mean_std(agg['f1'])} | {fmt_mean_std(agg['val_acc'])} | {agg['lr']} | "
             f"{agg['trainable']:,} ({agg['trainable_pct']:.1f} %) | {fmt_mean_std(agg['epoch_s'], 1)} | "
-            f"{fmt_mean_std(agg['step_s'], 3)} | {fmt_mean_std(agg['rss'], 0)} | "
+            f"{fmt_mean_std(agg['step_s'], 3)} | {fmt_mean_std(agg['rss'], 0)} | {'/'.join(agg['cache'])} | "
             f"{'–' if cls_ref is None else f'{cls_ref:.3f}'} | {fmt_diff(agg['acc_mean'], cls_ref)} | "
             f"{mean_ref_txt} | {fmt_diff(agg['acc_mean'], mean_ref)} |"
         )
+    lines += sts_lines
+    lines += [
+        "",
+        "STS-B is measured by freezetune's retention measure (`retention=auto` -> sts) on 500 evenly spread pairs "
+        "of STS-B dev (`retention_limit=500`); the reference used all 1,500 pairs. 'before' is the untouched model "
+        "on the same 500 pairs.",
+        "",
+        "freezetune version(s) that trained these runs (each job pins one snapshot of src/ at start): "
+        + "; ".join(f"`{v}`" for v in sorted(versions)) + ".",
+    ]
     lines += [
         "",
         "Std is the sample standard deviation over seeds. Δ = our mean minus the reference. Time per epoch "
@@ -280,7 +349,12 @@ def build_report(results: dict, args, plans, seeds) -> str:
         "head-only row.",
         "- freezetune puts the frozen prefix in eval mode (no dropout there) while the trainable part trains; "
         "plain `requires_grad` freezing in the reference presumably left dropout on everywhere.",
-        "- Padding to the longest example in each batch (no length bucketing).",
+        "- Padding to the longest example in each batch (no length bucketing). Plans with a frozen prefix use "
+        "freezetune's frozen-prefix cache (`cache=auto`: the frozen embeddings + blocks run once, their outputs are "
+        "reused every epoch), which changes their time per epoch, not what they compute beyond float rounding.",
+        "- Records from a first invocation that ran an older freezetune (before the frozen-prefix cache and the "
+        "retention measure) are kept under `superseded` in the JSON and were trained again; the table uses only "
+        "the current ones.",
     ]
     failures = results.get("failures", {})
     if failures:
@@ -344,7 +418,14 @@ def main() -> int:
     results.setdefault("runs", {})
     results.setdefault("meta", {})
     started = time.perf_counter()
+    global START_ISO
+    START_ISO = dt.datetime.now().astimezone().isoformat(timespec="seconds")
     trained = 0
+    if not args.report_only:
+        # Records without retention numbers came from a freezetune older than the frozen-prefix cache and
+        # the retention measure (the first invocation of this job): keep them aside and train them again.
+        for key in [k for k, r in results["runs"].items() if "retention_after" not in r["summary"]]:
+            results.setdefault("superseded", {})[key] = results["runs"].pop(key)
 
     if not args.report_only:
         model_path = defaults.default_model_path()
@@ -409,7 +490,7 @@ def main() -> int:
                     save_results(args.results, results)
                     continue
                 results.get("failures", {}).pop(key, None)
-                results["runs"][key] = {"config": cfg, "label": label, **out}
+                results["runs"][key] = {"config": cfg, "label": label, "library": LIBRARY, **out}
                 results["meta"].update(
                     train_rows=out["data"]["train_rows"],
                     validation_rows=out["data"]["validation_rows"],
@@ -425,6 +506,16 @@ def main() -> int:
                     flush=True,
                 )
 
+    if trained:
+        results["meta"].setdefault("invocations", []).append(
+            {
+                "started": START_ISO,
+                "ended": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+                "wall_s": round(time.perf_counter() - started, 1),
+                "runs_trained": trained,
+                "library": LIBRARY,
+            }
+        )
     if trained or not results["meta"].get("date"):
         results["meta"].update(
             date=dt.datetime.now().astimezone().isoformat(timespec="seconds"),
