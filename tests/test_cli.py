@@ -244,3 +244,11 @@ def test_score_command_prints_a_table_and_writes_a_plot(tiny_model_dir, sentimen
     out = capsys.readouterr().out
     assert "semantic" in out and "gradient" in out and "block" in out
     assert (tmp_path / "scores-semantic.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("command", ["inspect", "strategies", "train", "compare", "predict", "export", "retention", "score"])
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as info:
+        main([command, "--help"])
+    assert info.value.code == 0
+    assert "usage: freezetune " + command in capsys.readouterr().out

@@ -54,7 +54,7 @@ def add_dataclass_flags(parser: argparse.ArgumentParser, cls, title: str) -> Non
         kind = _base_type(hints[name])
         flag = f"--{name.replace('_', '-')}"
         choices = f"; one of {', '.join(info['choices'])}" if info.get("choices") else ""
-        help_text = f"{info['help']} (default: {info['default']}{choices})"
+        help_text = f"{info['help']} (default: {info['default']}{choices})".replace("%", "%%")  # argparse formats %
         if kind is bool:
             group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, help=help_text)
         else:
