@@ -146,10 +146,12 @@ def run_floor(
     optimizer = torch.optim.AdamW(groups, lr=lr)
     warmup = int(warmup_ratio * steps)
 
-    parts = {"forward": [], "backward": [], "optimizer": []}
-    step_times, losses = [], []
+    parts = {k: [] for k in ("forward", "backward", "optimizer", "cpu_forward", "cpu_backward", "cpu_optimizer")}
+    step_times, cpu_times, losses = [], [], []
+    clock = time.thread_time  # main-thread CPU time: the work itself, whatever else runs on the machine
     for step in range(steps):
         item = prepared[step % len(prepared)]
+        c0 = clock()
         t0 = time.perf_counter()
         if train_embeddings:
             hidden = backbone.embeddings(input_ids=item["input_ids"], token_type_ids=item["token_type_ids"])
@@ -159,9 +161,9 @@ def run_floor(
             hidden = block(hidden, item["ext"])
         logits = model.classifier(model.dropout(mean_pool(hidden, item["mask"])))
         loss = nn.functional.cross_entropy(logits, item["labels"])
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), clock()
         loss.backward()
-        t2 = time.perf_counter()
+        t2, c2 = time.perf_counter(), clock()
         if max_grad_norm:
             torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
         factor = (step + 1) / warmup if step < warmup else max(0.0, (steps - step) / max(1, steps - warmup))
@@ -169,11 +171,15 @@ def run_floor(
             g["lr"] = lr * factor
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        t3 = time.perf_counter()
+        t3, c3 = time.perf_counter(), clock()
+        cpu_times.append(c3 - c0)
         step_times.append(t3 - t0)
         parts["forward"].append(t1 - t0)
         parts["backward"].append(t2 - t1)
         parts["optimizer"].append(t3 - t2)
+        parts["cpu_forward"].append(c1 - c0)
+        parts["cpu_backward"].append(c2 - c1)
+        parts["cpu_optimizer"].append(c3 - c2)
         losses.append(loss.item())
     steady = slice(warmup_steps_dropped, None) if steps > warmup_steps_dropped else slice(None)
     return {
@@ -182,6 +188,8 @@ def run_floor(
         "steady_step_s": statistics.median(step_times[steady]),
         "step_times_s": step_times,
         "parts_median_s": {k: statistics.median(v[steady]) for k, v in parts.items()},
+        "cpu_step_median_s": statistics.median(cpu_times[steady]),
+        "period_p10_s": sorted(step_times[steady])[len(step_times[steady]) // 10],
         "precompute_s": precompute_s,
         "precompute_bytes": precompute_bytes,
         "trainable_params": sum(p.numel() for p in params),
