@@ -6,6 +6,7 @@ from conftest import tiny_classifier
 from test_cache import toy_dataset
 
 from freezetune.errors import FreezetuneError
+from freezetune.plan import Plan
 from freezetune.resume import load_state
 from freezetune.train import Finetuner
 
@@ -31,8 +32,11 @@ def train(tmp_path, stop_at=None, resume=False, **options):
     return {n: p.detach().clone() for n, p in model.named_parameters()}, result
 
 
+RGN = Plan(blocks=(0, 1, 2, 3), embeddings=True, lr_rescale="rgn", spec="auto_rgn")
+
+
 @pytest.mark.parametrize("options", [{"bucket": True}, {"strategy": "full", "grad_accum": 2, "cache": "off"},
-                                     {"keep_best": False, "eval_every": 3}])
+                                     {"keep_best": False, "eval_every": 3}, {"strategy": RGN}])
 # 5 batches per epoch: stop before the end-of-epoch save (resume mid-epoch from step 4), or just after it
 @pytest.mark.parametrize("stop_at", [5, 6])
 def test_resume_is_bit_identical(tmp_path, options, stop_at):

@@ -7,7 +7,6 @@ and leave the model exactly as it found it (weights, modes, requires_grad, .grad
 import argparse
 import json
 import math
-from dataclasses import dataclass
 
 import pytest
 import torch
@@ -26,7 +25,7 @@ from freezetune.scoring import (
     score,
     semantic_deviation,
 )
-from freezetune.select import auto_plan, explain, plan_has_tensors, scoring_sample, select_blocks, select_tensors
+from freezetune.select import auto_plan, explain, scoring_sample, select_blocks, select_tensors
 from freezetune.strategies import resolve
 
 BLOCK = 8544  # parameters of one tiny-BERT block
@@ -281,28 +280,51 @@ def test_explain_says_why():
 
 
 # ---------------------------------------------------------------------- tensors
-@dataclass(frozen=True)
-class TensorPlan(Plan):
-    """Stand-in for the proposed Plan.tensors field, so the selection logic is tested today."""
-
-    tensors: tuple[str, ...] = ()
+def block_owner(layers):
+    return {n: i for i in range(layers.num_blocks) for n in layers.units[f"block.{i}"]}
 
 
-def test_select_tensors_by_top_k_and_threshold():
+def test_select_tensors_by_count_and_threshold():
     model = tiny_classifier(num_blocks=4)
     layers = LayerMap.from_model(model)
     scores = score(model, toy_batches(), "fisher")
-    plan = select_tensors(model, layers, scores, top_k=3, plan_type=TensorPlan)
+    plan = select_tensors(model, layers, scores, budget=3)
     assert len(plan.tensors) == 3 and plan.head and not plan.embeddings
-    block_of = {n: i for i in range(4) for n in layers.units[f"block.{i}"]}
-    assert all(n in block_of for n in plan.tensors)
-    assert plan.blocks == tuple(sorted({block_of[n] for n in plan.tensors}))
-    best = max((n for n in block_of), key=lambda n: scores.tensor_scores[n])
+    owner = block_owner(layers)
+    assert all(n in owner for n in plan.tensors)
+    assert plan.blocks == tuple(sorted({owner[n] for n in plan.tensors}))
+    best = max(owner, key=lambda n: scores.tensor_scores[n])
     assert best in plan.tensors
     assert scores.tensor_scores[best] == pytest.approx(1.0)  # normalised by the best block tensor
-    assert select_tensors(model, layers, scores, threshold=1.0, plan_type=TensorPlan).tensors == (best,)
-    chosen = select_tensors(model, layers, scores.tensor_scores, threshold=0.5, plan_type=TensorPlan).tensors
-    assert set(chosen) == {n for n in block_of if scores.tensor_scores[n] >= 0.5}
+    assert select_tensors(model, layers, scores, threshold=1.0).tensors == (best,)
+    chosen = select_tensors(model, layers, scores.tensor_scores, threshold=0.5).tensors
+    assert set(chosen) == {n for n in owner if scores.tensor_scores[n] >= 0.5}
+
+
+def test_select_tensors_under_a_parameter_share():
+    model = tiny_classifier(num_blocks=4)
+    layers = LayerMap.from_model(model)
+    scores = score(model, toy_batches(), "gradient")
+    sizes = {n: p.numel() for n, p in model.named_parameters()}
+    plan = select_tensors(model, layers, scores, budget=0.1)
+    assert 0 < sum(sizes[n] for n in plan.tensors) <= 0.1 * TOTAL
+    # greedy by score: every skipped tensor that scores higher than a chosen one did not fit
+    spent = sum(sizes[n] for n in plan.tensors)
+    for name in block_owner(layers):
+        if name not in plan.tensors and scores.tensor_scores[name] > min(scores.tensor_scores[n] for n in plan.tensors):
+            assert spent + sizes[name] > 0.1 * TOTAL or scores.tensor_scores[name] <= 0
+
+
+def test_select_tensors_trains_exactly_those_tensors():
+    model = tiny_classifier(num_blocks=4)
+    layers = LayerMap.from_model(model)
+    plan = select_tensors(model, layers, score(model, toy_batches(), "gradient"), budget=4)
+    assert plan.apply(model, layers) == sum(
+        p.numel() for n, p in model.named_parameters() if n in set(plan.tensors) | set(layers.units["head"])
+    )
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == set(plan.tensors) | set(layers.units["head"])
+    assert Plan.from_json(plan.to_json()) == plan
 
 
 def test_select_tensors_errors():
@@ -311,26 +333,19 @@ def test_select_tensors_errors():
     tensors = {n: 0.5 for n, _ in model.named_parameters()}
     scores = LayerScores("gradient", [1.0] * 4, tensor_scores=tensors)
     with pytest.raises(FreezetuneError, match="exactly one"):
-        select_tensors(model, layers, scores, plan_type=TensorPlan)
+        select_tensors(model, layers, scores)
     with pytest.raises(FreezetuneError, match="exactly one"):
-        select_tensors(model, layers, scores, threshold=0.5, top_k=2, plan_type=TensorPlan)
+        select_tensors(model, layers, scores, threshold=0.5, budget=2)
     with pytest.raises(FreezetuneError, match="no block tensor scores >= 2"):
-        select_tensors(model, layers, scores, threshold=2.0, plan_type=TensorPlan)
+        select_tensors(model, layers, scores, threshold=2.0)
     with pytest.raises(FreezetuneError, match="no per-tensor scores"):
-        select_tensors(model, layers, fixed([1, 1, 1, 1], "semantic"), top_k=2, plan_type=TensorPlan)
+        select_tensors(model, layers, fixed([1, 1, 1, 1], "semantic"), budget=2)
     with pytest.raises(FreezetuneError, match="does not have"):
-        select_tensors(model, layers, {"nope.weight": 1.0}, top_k=1, plan_type=TensorPlan)
-
-
-@pytest.mark.skipif(not plan_has_tensors(), reason="Plan has no `tensors` field yet (proposed in docs/scoring.md)")
-def test_select_tensors_with_the_real_plan_trains_exactly_those_tensors():
-    model = tiny_classifier(num_blocks=4)
-    layers = LayerMap.from_model(model)
-    plan = select_tensors(model, layers, score(model, toy_batches(), "gradient"), top_k=4)
-    plan.apply(model, layers)
-    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-    assert trainable == set(plan.tensors) | set(layers.units["head"])
-    assert Plan.from_json(plan.to_json()) == plan
+        select_tensors(model, layers, {"nope.weight": 1.0}, budget=1)
+    with pytest.raises(FreezetuneError, match="holds no scored block tensor"):
+        select_tensors(model, layers, scores, budget=1e-6)
+    with pytest.raises(FreezetuneError, match="whole number"):
+        select_tensors(model, layers, scores, budget=2.5)
 
 
 # ---------------------------------------------------------------------- auto
@@ -345,6 +360,30 @@ def test_auto_plan_scores_the_runs_sample():
         auto_plan(layers, scorer="semantic", budget=1)
     with pytest.raises(FreezetuneError, match="smaller than one block"):
         auto_plan(layers, scorer="semantic", budget=0.01, sample=batches)
+
+
+def test_auto_at_tensor_granularity_through_the_spec():
+    model, batches = clustered_model_and_batches(scramble_block=2)
+    layers = LayerMap.from_model(model)
+    with scoring_sample(lambda: batches) as context:
+        plan = resolve("auto:gradient:granularity=tensor:budget=3", layers)
+    assert len(plan.tensors) == 3 and plan.spec == "auto:gradient:granularity=tensor:budget=3"
+    assert "tensor granularity, the 3 best tensors" in context.records[0]["explanation"]
+    with scoring_sample(lambda: batches):
+        by_threshold = resolve("auto:fisher:granularity=tensor:threshold=0.5", layers)
+    scores = score(model, batches, "fisher")
+    assert set(by_threshold.tensors) == {n for n in block_owner(layers) if scores.tensor_scores[n] >= 0.5}
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("auto:semantic:granularity=tensor", "scores blocks only"),
+    ("auto:gradient:granularity=layer", "unknown granularity"),
+    ("auto:gradient:threshold=0.5", "threshold selects tensors"),
+])
+def test_auto_tensor_granularity_errors(spec, message):
+    model, batches = clustered_model_and_batches(scramble_block=2)
+    with scoring_sample(lambda: batches), pytest.raises(FreezetuneError, match=message):
+        resolve(spec, LayerMap.from_model(model))
 
 
 # ---------------------------------------------------------------------- data and CLI glue
@@ -379,5 +418,10 @@ def test_score_command(tiny_model_dir, sentiment_csv, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "scorer: semantic (32 examples" in out and "scorer: fisher" in out
     assert (tmp_path / "s-semantic.png").exists() and (tmp_path / "s-fisher.png").exists()
+    assert "of one full fine-tuning run" in out and "one full fine-tuning run here ~" in out
     saved = json.loads((tmp_path / "s.json").read_text())
-    assert [r["scorer"] for r in saved] == ["semantic", "fisher"] and len(saved[0]["scores"]) == 4
+    assert [r["scorer"] for r in saved["scores"]] == ["semantic", "fisher"] and len(saved["scores"][0]["scores"]) == 4
+    estimate = saved["full_run_estimate"]
+    assert estimate["step_s"] > 0 and estimate["run_s"] == pytest.approx(estimate["step_s"] * estimate["steps"])
+    for result in saved["scores"]:
+        assert result["details"]["share_of_full_run"] == pytest.approx(result["seconds"] / estimate["run_s"])

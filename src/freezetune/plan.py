@@ -2,8 +2,8 @@
 
 A plan names trainable *units* (embeddings, blocks, head), optionally narrows the trainable
 blocks to module groups (attention / ffn / norm / bias), carries per-unit learning-rate
-multipliers and an optional LoRA spec. ``apply`` is the only freezetune code that sets
-``requires_grad``.
+multipliers (per unit, or per tensor for tensor-level rules such as Auto-RGN) and an optional
+LoRA spec. ``apply`` is the only freezetune code that sets ``requires_grad``.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from .errors import FreezetuneError
 from .layout import EMBEDDINGS, HEAD, MODULE_GROUPS, LayerMap, block_unit, is_bias
 
 FILTERS = (*MODULE_GROUPS, "bias")
+LR_RESCALES = ("", "rgn")
 
 
 @dataclass(frozen=True)
@@ -39,11 +40,15 @@ class Plan:
     lr_multipliers: tuple[tuple[str, float], ...] = ()  # (unit, multiplier); missing = 1
     lora: LoraSpec | None = None
     tensors: tuple[str, ...] = ()  # when set, only these tensors of the trainable blocks train
+    tensor_lr_multipliers: tuple[tuple[str, float], ...] = ()  # (parameter, multiplier); overrides the unit's
+    lr_rescale: str = ""  # "rgn": the trainer re-measures per-tensor multipliers every epoch (Auto-RGN)
     spec: str = field(default="custom", compare=False)  # the text it was parsed from
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "blocks", tuple(sorted(set(self.blocks))))
         object.__setattr__(self, "tensors", tuple(sorted(set(self.tensors))))
+        if self.lr_rescale not in LR_RESCALES:
+            raise FreezetuneError(f"unknown lr_rescale {self.lr_rescale!r}; choose from {', '.join(map(repr, LR_RESCALES))}")
         unknown = [m for m in self.modules if m not in FILTERS]
         if unknown:
             raise FreezetuneError(
@@ -61,6 +66,10 @@ class Plan:
         if self.lora:
             for index in self.lora.blocks:
                 layers.check_block(index)
+        known = {n for names in layers.units.values() for n in names}
+        unknown = [n for n, _ in self.tensor_lr_multipliers if n not in known]
+        if unknown:
+            raise FreezetuneError(f"learning-rate multiplier for {unknown[0]!r}, which this model does not have")
         return self
 
     def trainable_names(self, layers: LayerMap) -> set[str]:
@@ -94,8 +103,18 @@ class Plan:
         blocks = self.trainable_blocks(num_blocks)
         return blocks[0] if blocks else num_blocks
 
-    def lr_multiplier(self, unit: str) -> float:
+    def lr_multiplier(self, unit: str, tensor: str | None = None) -> float:
+        """The rate multiplier of ``tensor`` (when it has its own) or of its ``unit``."""
+        if tensor is not None and self.tensor_lr_multipliers:
+            own = dict(self.tensor_lr_multipliers).get(tensor)
+            if own is not None:
+                return own
         return dict(self.lr_multipliers).get(unit, 1.0)
+
+    @property
+    def per_tensor_lr(self) -> bool:
+        """Whether every tensor needs its own optimizer group (its own rate)."""
+        return bool(self.tensor_lr_multipliers) or bool(self.lr_rescale)
 
     def apply(self, model: nn.Module, layers: LayerMap) -> int:
         """Set ``requires_grad`` on every parameter; return the trainable count.
@@ -134,6 +153,10 @@ class Plan:
                 f"{unit:<12} {n_train:>12,} {n_all:>12,} {self.lr_multiplier(unit):>6.3g}"
             )
         lines.append(f"{'total':<12} {total_train:>12,} {total:>12,}  ({total_train / total:.2%})")
+        if self.tensor_lr_multipliers:
+            values = [m for _, m in self.tensor_lr_multipliers]
+            lines.append(f"per-tensor lr x: {len(values)} tensors, {min(values):.3g} .. {max(values):.3g}"
+                         + (" (re-measured every epoch)" if self.lr_rescale else ""))
         if self.lora:
             lines.append(f"LoRA: {self.lora}")
         return "\n".join(lines)
@@ -142,6 +165,7 @@ class Plan:
     def to_dict(self) -> dict:
         data = asdict(self)
         data["lr_multipliers"] = [list(pair) for pair in self.lr_multipliers]
+        data["tensor_lr_multipliers"] = [list(pair) for pair in self.tensor_lr_multipliers]
         return data
 
     @classmethod
@@ -153,6 +177,7 @@ class Plan:
             modules=tuple(data.pop("modules", ())),
             tensors=tuple(data.pop("tensors", ())),
             lr_multipliers=tuple((u, float(m)) for u, m in data.pop("lr_multipliers", ())),
+            tensor_lr_multipliers=tuple((n, float(m)) for n, m in data.pop("tensor_lr_multipliers", ())),
             lora=_lora_from_dict(lora),
             **data,
         )

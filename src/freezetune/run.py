@@ -229,6 +229,12 @@ def run_training(
         # Written once the inputs proved good and before training, so an interrupted run can resume.
         run_dir.write_yaml("config.yaml", spec.flat())
     fit = tuner.fit(data.train, data.validation, resume=saved_state)
+    if scoring.records:
+        scoring_s = sum(r["scores"].seconds for r in scoring.records)
+        fit.costs["scoring_s"] = scoring_s
+        fit.costs["scoring_share_of_training"] = scoring_s / fit.costs["train_time_s"]
+        log.info("scoring took %.1f s = %.1f%% of this run's training (%.1f s)", scoring_s,
+                 100 * fit.costs["scoring_share_of_training"], fit.costs["train_time_s"])
     spec.train.lr = fit.lr  # the resolved config names the rate actually used
     validation = fit.best_metrics or tuner.evaluate(data.validation)
     test = tuner.evaluate(data.test) if data.test is not None else None

@@ -493,6 +493,9 @@ SCORERS: dict[str, Callable[..., LayerScores]] = {
 }
 
 
+TENSOR_SCORERS = ("gradient", "snr", "fisher")  # those that also score every tensor
+
+
 def score(model, batches, scorer: str, *, layers: LayerMap | None = None, **options) -> LayerScores:
     """Run the scorer named ``scorer`` (see ``SCORERS``) on a labelled sample."""
     fn = SCORERS.get(scorer)
@@ -517,6 +520,37 @@ def sample_batches(dataset, *, size: int = DEFAULT_SAMPLES, batch_size: int = 32
     return [{k: v for k, v in batch.items() if k != "index"} for batch in loader]
 
 
+# ---------------------------------------------------------------------- what scoring costs
+def full_step_seconds(model, batches, *, steps: int = 3) -> float:
+    """Seconds of one full fine-tuning forward + backward (dropout on, every tensor trained) on
+    a batch of ``batches``: the median of ``steps`` after one warm-up. The optimizer step is left
+    out, so a run estimated from it is a lower bound. The model is left untouched."""
+    device = _device(model)
+    params = list(model.parameters())
+    pool = list(_take(batches, None))
+    times = []
+    with _untouched(model, trainable=True):
+        model.train()
+        for index in range(steps + 1):
+            batch = pool[index % len(pool)]
+            start = time.perf_counter()
+            labels = torch.as_tensor(batch["labels"]).long().to(device)
+            loss = F.cross_entropy(model(**_inputs(batch, device)), labels)
+            torch.autograd.grad(loss, params, allow_unused=True)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            if index:
+                times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def run_estimate(model, batches, *, rows: int, batch_size: int, epochs: int) -> dict[str, float]:
+    """A full fine-tuning run of ``rows`` training rows, estimated from timed steps."""
+    step_s = full_step_seconds(model, batches)
+    steps = math.ceil(rows / batch_size) * epochs
+    return {"step_s": step_s, "steps": steps, "epochs": epochs, "batch_size": batch_size, "run_s": step_s * steps}
+
+
 # ---------------------------------------------------------------------- CLI glue
 def add_score_parser(subparsers) -> Any:
     from .cli import add_dataclass_flags
@@ -534,6 +568,8 @@ def add_score_parser(subparsers) -> Any:
     parser.add_argument("--plot", default=None, metavar="PNG",
                         help="write a bar chart per scorer (NAME.png becomes NAME-<scorer>.png)")
     parser.add_argument("--json", default=None, metavar="FILE", help="write every result as JSON")
+    parser.add_argument("--epochs", type=int, default=3,
+                        help="epochs of the full fine-tuning run the scoring time is compared with (default: 3)")
     add_dataclass_flags(parser, DataConfig, "data")
     add_dataclass_flags(parser, ModelConfig, "model")
     parser.set_defaults(run=cmd_score)
@@ -555,16 +591,26 @@ def cmd_score(args) -> int:
     model = load_classifier(spec.model.model, len(data.label_names), pooling=spec.model.pooling,
                             gguf_file=spec.model.gguf_file)
     sample = sample_batches(data.train, size=args.samples, seed=args.seed, pad_token_id=tokenizer.pad_token_id or 0)
+    estimate = run_estimate(model, sample, rows=len(data.train), batch_size=len(sample[0]["labels"]),
+                            epochs=args.epochs)
     results = []
     for name in args.scorer or ["semantic"]:
         result = score(model, sample, name)
+        result.details["share_of_full_run"] = result.seconds / estimate["run_s"]
         results.append(result)
-        print(result.table(), end="\n\n")
+        print(result.table())
+        print(f"cost: {result.seconds:.1f} s = {result.details['share_of_full_run']:.1%} of one full fine-tuning run\n")
         if args.plot:
             target = Path(args.plot)
             many = len(args.scorer or []) > 1
             path = result.plot(target.with_name(f"{target.stem}-{name}{target.suffix or '.png'}") if many else target)
             print(f"plot: {path}")
+    print(
+        f"one full fine-tuning run here ~ {estimate['run_s']:.0f} s: {estimate['epochs']} epochs x "
+        f"{estimate['steps'] // estimate['epochs']} steps of {estimate['batch_size']} rows x {estimate['step_s']:.3f} s "
+        "(forward + backward timed on the sample; optimizer step not included)"
+    )
     if args.json:
-        Path(args.json).write_text(json.dumps([r.to_dict() for r in results], indent=2) + "\n")
+        payload = {"scores": [r.to_dict() for r in results], "full_run_estimate": estimate}
+        Path(args.json).write_text(json.dumps(payload, indent=2) + "\n")
     return 0

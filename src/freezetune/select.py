@@ -6,30 +6,27 @@
   picks the best *suffix* d..L-1 (the prefix stays frozen, so it is cached); otherwise the
   top-scoring blocks. The budget is a ceiling: a block whose score is <= 0 is never added just
   because it fits (signed scorers, ``semantic`` and ``variability``, can stop short of it).
-* :func:`select_tensors` — tensor granularity: weight tensors by a per-tensor score (threshold
-  or top-k), for a Plan with a ``tensors`` field (see docs/scoring.md).
-* :func:`auto_plan` and :func:`scoring_sample` — what the ``auto`` strategy needs: the model is
-  ``layers.model``; the labelled sample comes from the run (a context variable), because a
-  strategy function only receives the LayerMap.
+* :func:`select_tensors` — tensor granularity: individual block weight tensors by a per-tensor
+  score (gradient, snr, fisher), the best under a count or parameter-share budget, or all above
+  a threshold; the plan's ``tensors`` field names them.
+* :func:`auto_plan`, :func:`scoring_sample`, :func:`context_sample` — what the scoring
+  strategies (``auto``, ``auto_rgn``) need: the model is ``layers.model``; the labelled sample
+  comes from the run (a context variable), because a strategy function only receives the LayerMap.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import math
 import numbers
 from contextvars import ContextVar
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
 from .errors import FreezetuneError
 from .layout import LayerMap, block_unit
 from .plan import Plan
-from .scoring import DEFAULT_SAMPLES, LayerScores, score
-
-log = logging.getLogger("freezetune")
-
+from .scoring import DEFAULT_SAMPLES, TENSOR_SCORERS, LayerScores, score
 
 # ---------------------------------------------------------------------- budgets
 @dataclass(frozen=True)
@@ -108,9 +105,7 @@ def select_blocks(scores: LayerScores, layers: LayerMap, *, budget: float | int,
     """
     values = _check_scores(scores, layers)
     blocks, _ = _choose(values, _budget(layers, budget), contiguous)
-    plan = Plan(blocks=blocks, spec=f"layers:{_compact(blocks)}").validate(layers)
-    log.info("%s", explain(scores, layers, budget=budget, contiguous=contiguous))
-    return plan
+    return Plan(blocks=blocks, spec=f"layers:{_compact(blocks)}").validate(layers)
 
 
 def explain(scores: LayerScores, layers: LayerMap, *, budget: float | int, contiguous: bool = True) -> str:
@@ -154,53 +149,98 @@ def _compact(blocks: Iterable[int]) -> str:
 
 
 # ---------------------------------------------------------------------- tensor selection
-def plan_has_tensors() -> bool:
-    """Whether Plan has the ``tensors`` field that tensor-granular plans need."""
-    return any(f.name == "tensors" for f in fields(Plan))
+def _owners(layers: LayerMap) -> dict[str, int]:
+    """Block index of every block tensor."""
+    return {n: i for i in range(layers.num_blocks) for n in layers.units[block_unit(i)]}
 
 
-def select_tensors(model, layers: LayerMap, scores_per_tensor: LayerScores | Mapping[str, float], *,
-                   threshold: float | None = None, top_k: int | None = None, head: bool = True,
-                   plan_type: type | None = None) -> Plan:
-    """Individual block weight tensors by score: those >= ``threshold``, or the ``top_k`` best.
-
-    Candidates are the blocks' tensors (embeddings stay frozen; the head trains when ``head``).
-    The plan lists the blocks that own a chosen tensor in ``blocks`` and the tensors themselves in
-    ``tensors`` (a filter inside those blocks), so the frozen prefix below the lowest chosen
-    block is still cached. ``plan_type`` is for tests; by default it is :class:`Plan`.
-    """
-    plan_type = plan_type or Plan
-    if not any(f.name == "tensors" for f in fields(plan_type)):
-        raise FreezetuneError("tensor-granular plans need Plan.tensors (not in this version of plan.py)")
-    if isinstance(scores_per_tensor, LayerScores):
-        if scores_per_tensor.tensor_scores is None:
+def _tensor_values(scores: LayerScores | Mapping[str, float]) -> dict[str, float]:
+    if isinstance(scores, LayerScores):
+        if scores.tensor_scores is None:
             raise FreezetuneError(
-                f"scorer {scores_per_tensor.scorer!r} has no per-tensor scores; use gradient, snr or fisher"
+                f"scorer {scores.scorer!r} has no per-tensor scores; tensor granularity needs gradient, snr or fisher"
             )
-        values = dict(scores_per_tensor.tensor_scores)
-    else:
-        values = dict(scores_per_tensor)
-    if (threshold is None) == (top_k is None):
-        raise FreezetuneError("select_tensors needs exactly one of threshold= or top_k=")
+        return dict(scores.tensor_scores)
+    return dict(scores)
+
+
+def _choose_tensors(model, layers: LayerMap, values: dict[str, float], budget: float | int | None,
+                    threshold: float | None) -> tuple[list[str], str]:
+    """Chosen block tensors, best first, and the budget in words."""
+    if (budget is None) == (threshold is None):
+        raise FreezetuneError("tensor selection needs exactly one of a budget or a threshold")
     params = dict(model.named_parameters())
     unknown = [n for n in values if n not in params]
     if unknown:
         raise FreezetuneError(f"scores name a tensor the model does not have: {unknown[0]!r}")
-    owner = {n: i for i in range(layers.num_blocks) for n in layers.units[block_unit(i)]}
-    candidates = sorted((n for n in values if n in owner and math.isfinite(values[n])),
+    owner = _owners(layers)
+    candidates = sorted((n for n in values if n in owner and math.isfinite(values[n]) and values[n] > 0),
                         key=lambda n: (-values[n], -owner[n], n))
-    if top_k is not None:
-        if top_k < 1:
-            raise FreezetuneError(f"top_k must be at least 1, got {top_k}")
-        chosen = candidates[:top_k]
-    else:
+    if threshold is not None:
         chosen = [n for n in candidates if values[n] >= threshold]
+        if not chosen:
+            best = f"; the best block tensor scores {values[candidates[0]]:.4g}" if candidates else ""
+            raise FreezetuneError(f"no block tensor scores >= {threshold:g}{best}; lower the threshold")
+        return chosen, f"score >= {threshold:g}"
+    if isinstance(budget, bool) or not isinstance(budget, numbers.Real) or not budget > 0:
+        raise FreezetuneError(f"budget must be a positive number (a parameter fraction < 1 or a tensor count), got {budget!r}")
+    if budget >= 1:
+        if budget != int(budget):
+            raise FreezetuneError(f"a tensor budget >= 1 is a tensor count and must be a whole number, got {budget}")
+        return candidates[: int(budget)], f"the {int(budget)} best tensors"
+    total = layers.total()
+    limit = budget * total
+    chosen, spent = [], 0
+    for name in candidates:  # greedy by score: a tensor that does not fit is skipped, smaller ones may
+        size = params[name].numel()
+        if spent + size <= limit:
+            chosen.append(name)
+            spent += size
     if not chosen:
-        best = f"; the best block tensor scores {values[candidates[0]]:.4g}" if candidates else ""
-        raise FreezetuneError(f"no block tensor scores >= {threshold}{best}")
-    how = f"top_k={top_k}" if top_k is not None else f"threshold={threshold:g}"
+        smallest = min((params[n].numel() for n in candidates), default=0)
+        raise FreezetuneError(
+            f"budget {budget:g} of {total:,} parameters ({int(limit):,}) holds no scored block tensor "
+            f"(the smallest has {smallest:,}); raise the budget"
+        )
+    return chosen, f"{budget:g} of the model's {total:,} parameters = {int(limit):,} in tensors"
+
+
+def select_tensors(model, layers: LayerMap, scores: LayerScores | Mapping[str, float], *,
+                   budget: float | int | None = None, threshold: float | None = None, head: bool = True) -> Plan:
+    """Individual block weight tensors by score: the best under ``budget`` or all >= ``threshold``.
+
+    ``budget`` is a tensor count (>= 1) or a share of the model's parameters (< 1) that the
+    chosen tensors may hold. Candidates are the blocks' tensors with a positive score (embeddings
+    stay frozen; the head trains when ``head``). The plan lists the blocks that own a chosen tensor
+    in ``blocks`` and the tensors in ``tensors``, so the frozen prefix below the lowest chosen
+    block is still cached.
+    """
+    chosen, _ = _choose_tensors(model, layers, _tensor_values(scores), budget, threshold)
+    how = f"threshold={threshold:g}" if threshold is not None else f"budget={budget:g}"
+    owner = _owners(layers)
     blocks = tuple(sorted({owner[n] for n in chosen}))
-    return plan_type(blocks=blocks, head=head, tensors=tuple(sorted(chosen)), spec=f"tensors:{how}")
+    plan = Plan(blocks=blocks, head=head, tensors=tuple(chosen), spec=f"tensors:{how}")
+    return plan.validate(layers)
+
+
+def explain_tensors(model, layers: LayerMap, scores: LayerScores, *, budget: float | int | None = None,
+                    threshold: float | None = None) -> str:
+    """Why :func:`select_tensors` chose what it chose: the chosen tensors with score and size."""
+    values = _tensor_values(scores)
+    chosen, text = _choose_tensors(model, layers, values, budget, threshold)
+    params = dict(model.named_parameters())
+    total = layers.total()
+    trained = sum(params[n].numel() for n in chosen)
+    lines = [f"auto: scorer={scores.scorer} ({scores.samples} examples), tensor granularity, {text}",
+             f"{'score':>7} {'parameters':>12}  tensor"]
+    lines += [f"{values[n]:>7.3f} {params[n].numel():>12,}  {n}" for n in chosen]
+    owner = _owners(layers)
+    blocks = sorted({owner[n] for n in chosen})
+    lines.append(
+        f"chosen: {len(chosen)} tensors in blocks {_compact(blocks)} ({trained:,} parameters = {trained / total:.1%} "
+        f"of the model; frozen prefix depth {blocks[0]}); head trains, embeddings frozen"
+    )
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------- the `auto` strategy's data
@@ -231,25 +271,58 @@ def scoring_sample(sample: list[dict] | Callable[[], list[dict]]):
         _CONTEXT.reset(token)
 
 
-def auto_plan(layers: LayerMap, *, scorer: str = "semantic", budget: float = 0.25, contiguous: bool = True,
-              sample: list[dict] | None = None, max_samples: int = DEFAULT_SAMPLES) -> Plan:
-    """Score ``layers.model`` on the run's sample (or ``sample``) and select blocks under ``budget``."""
+def context_sample(strategy: str) -> list[dict]:
+    """The labelled sample the current run lends to scoring strategies."""
     context = _CONTEXT.get()
+    if context is None:
+        raise FreezetuneError(
+            f"{strategy} needs a labelled sample to score: run it through `freezetune train` / run_training, "
+            "or wrap the call in freezetune.select.scoring_sample(batches)"
+        )
+    return context.batches()
+
+
+def record(scores: LayerScores, explanation: str) -> None:
+    """Keep what a scoring strategy measured and why it chose, for the run folder and the log."""
+    context = _CONTEXT.get()
+    if context is not None:
+        context.records.append({"scores": scores, "explanation": explanation})
+
+
+GRANULARITIES = ("block", "tensor")
+
+
+def auto_plan(layers: LayerMap, *, scorer: str = "semantic", budget: float = 0.25, contiguous: bool = True,
+              granularity: str = "block", threshold: float | None = None,
+              sample: list[dict] | None = None, max_samples: int = DEFAULT_SAMPLES) -> Plan:
+    """Score ``layers.model`` on the run's sample (or ``sample``); select blocks or tensors.
+
+    Block granularity: the blocks worth training under ``budget`` (see :func:`select_blocks`).
+    Tensor granularity: the block tensors with the best per-tensor scores under ``budget`` (a
+    count, or a parameter share), or every one scoring >= ``threshold`` when it is given.
+    """
+    if granularity not in GRANULARITIES:
+        raise FreezetuneError(f"unknown granularity {granularity!r}; choose block or tensor")
+    if granularity == "block":
+        if threshold is not None:
+            raise FreezetuneError("a score threshold selects tensors: add granularity=tensor, or give a budget")
+        _budget(layers, budget)  # a bad budget fails before any scoring
+    elif scorer not in TENSOR_SCORERS:
+        raise FreezetuneError(
+            f"scorer {scorer!r} scores blocks only; tensor granularity needs one of {', '.join(TENSOR_SCORERS)}"
+        )
     if sample is None:
-        if context is None:
-            raise FreezetuneError(
-                "auto needs a labelled sample to score: run it through `freezetune train` / run_training, "
-                "or wrap the call in freezetune.select.scoring_sample(batches)"
-            )
-        sample = context.batches()
-    _budget(layers, budget)  # a bad budget fails before any scoring
+        sample = context_sample("auto")
     model = layers.model
     if not hasattr(model, "classifier"):
         raise FreezetuneError("auto scores a sequence classifier (freezetune's SequenceClassifier)")
     result = score(model, sample, scorer, layers=layers, max_samples=max_samples)
-    plan = select_blocks(result, layers, budget=budget, contiguous=contiguous)
-    if context is not None:
-        context.records.append(
-            {"scores": result, "explanation": explain(result, layers, budget=budget, contiguous=contiguous)}
-        )
+    if granularity == "tensor":
+        limit = None if threshold is not None else budget
+        plan = select_tensors(model, layers, result, budget=limit, threshold=threshold)
+        why = explain_tensors(model, layers, result, budget=limit, threshold=threshold)
+    else:
+        plan = select_blocks(result, layers, budget=budget, contiguous=contiguous)
+        why = explain(result, layers, budget=budget, contiguous=contiguous)
+    record(result, why)  # the run logs it and writes selection.txt
     return plan

@@ -168,16 +168,29 @@ def lora(
     "auto",
     primary="scorer",
     help={
-        "scorer": "per-block scorer: semantic, variability, gradient, snr, fisher (see docs/scoring.md)",
-        "budget": "below 1: share of the model's parameters that may train; 1 or more: number of blocks",
+        "scorer": "scorer: semantic, variability, gradient, snr, fisher (see docs/scoring.md)",
+        "budget": "below 1: share of the model's parameters that may train; 1 or more: number of blocks "
+                  "(granularity=tensor: number of tensors)",
         "contiguous": "train a contiguous top suffix (its frozen prefix can be cached) instead of the top blocks",
+        "granularity": "block, or tensor: pick individual weight tensors (needs gradient, snr or fisher)",
+        "threshold": "granularity=tensor: every block tensor scoring at least this (0..1) instead of a budget",
     },
 )
-def auto(layers: LayerMap, scorer: str = "semantic", budget: float = 0.25, contiguous: bool = True) -> Plan:
-    """Score each block on a sample of the training data and train the best ones under a budget."""
+def auto(layers: LayerMap, scorer: str = "semantic", budget: float = 0.25, contiguous: bool = True,
+         granularity: str = "block", threshold: float = 0.0) -> Plan:
+    """Score each block (or tensor) on a sample of the training data and train the best under a budget."""
     from .select import auto_plan
 
-    return auto_plan(layers, scorer=scorer, budget=budget, contiguous=contiguous)
+    return auto_plan(layers, scorer=scorer, budget=budget, contiguous=contiguous, granularity=granularity,
+                     threshold=threshold or None)
+
+
+@register("auto_rgn")
+def auto_rgn(layers: LayerMap) -> Plan:
+    """Auto-RGN: everything trains, each tensor's rate scaled by its relative gradient norm, every epoch."""
+    from .rgn import rgn_plan
+
+    return rgn_plan(layers)
 
 
 # ---------------------------------------------------------------------- resolution

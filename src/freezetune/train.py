@@ -36,6 +36,7 @@ from .layout import EMBEDDINGS, HEAD, LayerMap, block_unit, is_bias
 from .metrics import classification_metrics, is_better
 from .plan import Plan
 from .resume import loader_generators, rng_state, save_state, set_rng_state
+from .rgn import RelativeGradientNorms, block_tensors, unit_means
 from .strategies import resolve
 
 log = logging.getLogger("freezetune")
@@ -97,6 +98,7 @@ class _State:
     batches_done: int = 0  # batches of the current epoch already trained on
     epoch_order: list[torch.Tensor] = field(default_factory=list)  # loader RNG at the epoch's start
     resume_rng: dict[str, Any] | None = None
+    rgn_log: list[dict[str, float]] = field(default_factory=list)  # Auto-RGN: per-unit rate multipliers by epoch
 
 
 # ---------------------------------------------------------------------- the trainer
@@ -142,6 +144,7 @@ class Finetuner:
         self.callbacks = list(callbacks)
         self.plan: Plan | None = None
         self.optimizer: torch.optim.Optimizer | None = None
+        self._rgn: RelativeGradientNorms | None = None
         self.lr = 0.0
         self.device = _pick_device()
         self.autocast_dtype = _autocast_dtype(self.config.precision, self.device)
@@ -190,38 +193,35 @@ class Finetuner:
     def _build_optimizer(self) -> None:
         """Param groups per unit (its LR multiplier) x decay / no decay; state carried over.
 
-        State of parameters that stopped training is dropped (it would pin memory and, worse,
-        resume stale moments later); parameters that start training begin with fresh state.
+        A plan with per-tensor rates gets one group per tensor instead. State of parameters that
+        stopped training is dropped (it would pin memory and, worse, resume stale moments later);
+        parameters that start training begin with fresh state.
         """
         old_state = self.optimizer.state if self.optimizer is not None else {}
-        groups: dict[tuple[str, bool], list[nn.Parameter]] = {}
+        per_tensor = self.plan.per_tensor_lr
+        groups: dict[tuple[str, bool, str], list[tuple[str, nn.Parameter]]] = {}
         named = dict(self.model.named_parameters())
-        for unit, names in self.layers.units.items():
-            for name in names:
-                param = named[name]
-                if param.requires_grad:
-                    decay = not (is_bias(name) or self.layers.groups.get(name) == "norm" or param.ndim < 2)
-                    groups.setdefault((unit, decay), []).append(param)
-        # Adapter tensors added by PEFT after the map was built: group them with their block.
-        mapped = {id(p) for ps in groups.values() for p in ps}
+        units = {n: unit for unit, names in self.layers.units.items() for n in names}
         for name, param in named.items():
-            if param.requires_grad and id(param) not in mapped:
-                groups.setdefault((self._unit_for(name), True), []).append(param)
-        trainable = [p for p in self.model.parameters() if p.requires_grad]
-        grouped = [p for ps in groups.values() for p in ps]
-        assert len(grouped) == len({id(p) for p in grouped}) == len(trainable), (
-            "every trainable parameter must land in exactly one optimizer group"
-        )
+            if not param.requires_grad:
+                continue
+            # Adapter tensors added by PEFT after the map was built go with their block.
+            unit = units.get(name) or self._unit_for(name)
+            decay = name not in units or not (
+                is_bias(name) or self.layers.groups.get(name) == "norm" or param.ndim < 2
+            )
+            groups.setdefault((unit, decay, name if per_tensor else ""), []).append((name, param))
         param_groups = []
-        for (unit, decay), params in groups.items():
-            multiplier = self.plan.lr_multiplier(unit)
+        for (unit, decay, tensor), members in groups.items():
+            multiplier = self.plan.lr_multiplier(unit, tensor or None)
             param_groups.append(
                 {
-                    "params": params,
+                    "params": [p for _, p in members],
                     "weight_decay": self.config.weight_decay if decay else 0.0,
                     "base_lr": self.lr * multiplier,
                     "lr": self.lr * multiplier,
                     "unit": unit,
+                    "names": [n for n, _ in members],
                 }
             )
         if not param_groups:
@@ -230,10 +230,12 @@ class Finetuner:
             optimizer = torch.optim.SGD(param_groups, lr=self.lr, momentum=self.config.momentum)
         else:
             optimizer = torch.optim.AdamW(param_groups, lr=self.lr)
-        for param in grouped:
-            if param in old_state:
-                optimizer.state[param] = old_state[param]
+        for group in param_groups:
+            for param in group["params"]:
+                if param in old_state:
+                    optimizer.state[param] = old_state[param]
         self.optimizer = optimizer
+        self._rgn = RelativeGradientNorms() if self.plan.lr_rescale == "rgn" else None
 
     def _unit_for(self, name: str) -> str:
         prefix = self.layers.block_path + "."
@@ -317,6 +319,8 @@ class Finetuner:
         )
         warmup = int(cfg.warmup_ratio * total_steps)
         state = _State()
+        if self.plan.lr_rescale:
+            state.rgn_log.append(unit_means(dict(self.plan.tensor_lr_multipliers), self.layers))
         skip = 0
         if resume is not None:
             skip = self._restore(resume, state, train_loader)
@@ -334,6 +338,9 @@ class Finetuner:
                 stop = self._run_epoch(train_loader, eval_loader, state, timer, total_steps, warmup, progress, skip)
                 skip = 0
                 timer.end_epoch()
+                if self._rgn is not None and state.step < total_steps:
+                    new = self._rgn.rescale(self.optimizer, self.lr, block_tensors(self.layers))
+                    state.rgn_log.append(unit_means(new, self.layers))
                 if eval_loader is not None and cfg.eval_every is None:
                     stop = self._evaluate_and_track(eval_loader, state) or stop
                 if stop or state.step >= total_steps:
@@ -368,6 +375,8 @@ class Finetuner:
             "device": str(self.device),
             "precision": str(self.autocast_dtype or "fp32").replace("torch.", ""),
         }
+        if state.rgn_log:
+            costs["rgn_lr_multipliers"] = state.rgn_log
         result = FitResult(
             best_metrics=state.best_metrics,
             best_step=state.best_step,
@@ -442,6 +451,8 @@ class Finetuner:
         factor = (step + 1) / warmup if step < warmup else max(0.0, (total_steps - step) / max(1, total_steps - warmup))
         for group in self.optimizer.param_groups:
             group["lr"] = group["base_lr"] * factor
+        if self._rgn is not None:
+            self._rgn.add(self.optimizer)  # before clipping: the task's own gradient
         if self.config.max_grad_norm:
             params = [p for g in self.optimizer.param_groups for p in g["params"]]
             torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
@@ -468,6 +479,7 @@ class Finetuner:
             "optimizer": self.optimizer.state_dict(),
             "best": {k: getattr(state, k) for k in (
                 "best_value", "best_step", "best_metrics", "best_weights", "evals_without_improvement", "history")},
+            "rgn": {"log": state.rgn_log, "sums": self._rgn.state_dict() if self._rgn else None},
         })
 
     def _restore(self, saved: dict[str, Any], state: _State, train_loader) -> int:
@@ -481,6 +493,9 @@ class Finetuner:
         self.optimizer.load_state_dict(saved["optimizer"])
         for key, value in saved["best"].items():
             setattr(state, key, value)
+        state.rgn_log = saved["rgn"]["log"]
+        if self._rgn is not None:
+            self._rgn.load_state_dict(saved["rgn"]["sums"])
         state.step, state.epoch = saved["step"], saved["epoch"]
         state.batches_done, state.epoch_order = saved["batches_done"], saved["epoch_order"]
         for generator, order in zip(loader_generators(train_loader), saved["epoch_order"]):
