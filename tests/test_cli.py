@@ -159,6 +159,22 @@ def test_compare_sweeps_reuses_finished_runs_and_picks_rates_on_validation(tiny_
     assert (out / "results.csv").read_text().startswith("accuracy")
 
 
+def test_compare_shares_runs_between_sweeps_whatever_way_the_rate_was_asked(tiny_model_dir, sentiment_csv, tmp_path):
+    store = tmp_path / "store"
+    common = ["compare", "--model", tiny_model_dir, "--data", str(sentiment_csv), "--strategy", "head_only",
+              "--seeds", "1", "--runs", str(store), *FAST]
+    assert main([*common, "--lr-grid", "auto", "--output", str(tmp_path / "grid")]) == 0
+    runs = sorted(p.name for p in store.iterdir())
+    assert len(runs) == 3 and not (tmp_path / "grid" / "runs").exists()
+    stamps = {p: (store / p / "metrics.json").stat().st_mtime_ns for p in runs}
+    # the plan's default rate is the grid's middle rate: the same run, found and not retrained
+    assert main([*common, "--output", str(tmp_path / "default")]) == 0
+    assert sorted(p.name for p in store.iterdir()) == runs
+    assert {p: (store / p / "metrics.json").stat().st_mtime_ns for p in runs} == stamps
+    row = json.loads((tmp_path / "default" / "results.json").read_text())["rows"][0]
+    assert row["lr"] == 3e-3 and row["lrs_tried"] == [3e-3]
+
+
 def test_compare_rejects_a_bad_spec_before_training(tiny_model_dir, sentiment_csv, tmp_path, capsys):
     out = tmp_path / "cmp"
     code, _, err = run_cli(["compare", "--model", tiny_model_dir, "--data", str(sentiment_csv),

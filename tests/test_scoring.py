@@ -425,3 +425,7 @@ def test_score_command(tiny_model_dir, sentiment_csv, tmp_path, capsys):
     assert estimate["step_s"] > 0 and estimate["run_s"] == pytest.approx(estimate["step_s"] * estimate["steps"])
     for result in saved["scores"]:
         assert result["details"]["share_of_full_run"] == pytest.approx(result["seconds"] / estimate["run_s"])
+    every = parser.parse_args(["score", "--model", tiny_model_dir, "--data", str(sentiment_csv), "--scorer", "all",
+                               "--samples", "64", "--json", str(tmp_path / "all.json")])
+    assert every.run(every) == 0
+    assert [r["scorer"] for r in json.loads((tmp_path / "all.json").read_text())["scores"]] == list(SCORERS)

@@ -160,7 +160,7 @@ def cmd_compare(args) -> int:
     base = RunSpec(data=_pick(args, DataConfig), model=_pick(args, ModelConfig), train=_pick(args, TrainConfig))
     strategies = args.strategy or ["full", "head_only", "lower_half", "alternate", "top_k:2"]
     sweep = Sweep(strategies=strategies, base=base, seeds=list(range(args.seeds)), lr_grid=args.lr_grid,
-                  data_seed=args.data_seed, output=args.output, overwrite=args.overwrite)
+                  data_seed=args.data_seed, output=args.output, overwrite=args.overwrite, runs=args.runs)
     rows = run_sweep(sweep)
     print(results_table(rows))
     if rows and rows[0]["reported_split"] == "validation":
@@ -219,6 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_flags(compare)
     compare.add_argument("--output", default="runs/compare", help="sweep folder; finished runs in it are reused (default: runs/compare)")
     compare.add_argument("--overwrite", action="store_true", help="retrain runs that already finished")
+    compare.add_argument("--runs", default=None, metavar="FOLDER",
+                         help="where the runs live (default: OUTPUT/runs); sweeps pointing at one folder share "
+                              "every run with the same settings")
     compare.set_defaults(run=cmd_compare)
 
     from .checkpoint import add_export_parser

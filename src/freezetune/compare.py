@@ -47,6 +47,7 @@ class Sweep:
     data_seed: int = 0
     output: str = "runs/compare"
     overwrite: bool = False
+    runs: str | None = None  # where runs live (default OUTPUT/runs); sweeps may share one store
 
 
 def parse_grid(text: str | None) -> tuple[float, ...] | None:
@@ -69,9 +70,10 @@ def run_hash(spec: RunSpec) -> str:
 def _learning_rates(sweep: Sweep, plan, layers) -> list[float | None]:
     from .train import default_lr
 
-    if sweep.lr_grid is None:
-        return [sweep.base.train.lr]  # None: each plan's default rate
     default = default_lr(plan, layers)
+    if sweep.lr_grid is None:
+        # The default is written out, so a run is the same run (same hash) whichever way its rate was asked for.
+        return [sweep.base.train.lr or round(default, 8)]
     fixed = parse_grid(sweep.lr_grid)
     return list(fixed) if fixed else [round(default * f, 8) for f in AUTO_GRID]
 
@@ -115,15 +117,15 @@ def run_sweep(sweep: Sweep) -> list[dict[str, Any]]:
         for lr in plan_rates[strategy]:
             for seed in sweep.seeds:
                 spec = replace(base, strategy=strategy, train=replace(base.train, seed=seed, lr=lr))
-                folder = out / "runs" / f"{strategy.replace(':', '_')}-{run_hash(spec)}"
+                folder = Path(sweep.runs or out / "runs") / f"{strategy.replace(':', '_')}-{run_hash(spec)}"
                 done += 1
                 summary = _finished(folder)
                 if summary is None or sweep.overwrite:
-                    log.info("[%d/%d] %s lr=%s seed=%d", done, total, strategy, lr or "default", seed)
+                    log.info("[%d/%d] %s lr=%s seed=%d", done, total, strategy, lr, seed)
                     spec = replace(spec, output=str(folder), overwrite=True)
                     summary = _summary(run_training(spec, data=data, tokenizer=tokenizer))
                 else:
-                    log.info("[%d/%d] %s lr=%s seed=%d: already done", done, total, strategy, lr or "default", seed)
+                    log.info("[%d/%d] %s lr=%s seed=%d: already done", done, total, strategy, lr, seed)
                 by_lr.setdefault(summary["lr"], []).append(summary)
         rows.append(_aggregate(strategy, by_lr))
     _write_results(out, rows, sweep)
@@ -170,8 +172,8 @@ COLUMNS = [
     ("macro_f1", "macro-F1", ".3f"),
     ("lr", "lr", ".0e"),
     ("retention_after", "retention", ".3f"),
-    ("trainable_params", "trainable", ","),
-    ("checkpoint_bytes", "ckpt bytes", ","),
+    ("trainable_params", "trainable", ",.0f"),
+    ("checkpoint_bytes", "ckpt bytes", ",.0f"),
     ("train_time_s", "train s", ".1f"),
     ("steady_step_s", "s/step", ".3f"),
     ("peak_mib", "peak MiB", ".0f"),

@@ -560,8 +560,8 @@ def add_score_parser(subparsers) -> Any:
         "score", help="score every block (how much it is worth training) on a small labelled sample",
         description="Per-block scores, higher = more worth training; blocks are numbered from 0 at the input.",
     )
-    parser.add_argument("--scorer", action="append", choices=list(SCORERS),
-                        help="scorer to run; repeat for several (default: semantic)")
+    parser.add_argument("--scorer", action="append", choices=[*SCORERS, "all"],
+                        help="scorer to run; repeat for several, or 'all' (default: semantic)")
     parser.add_argument("--samples", type=int, default=DEFAULT_SAMPLES,
                         help=f"training rows to score on (default: {DEFAULT_SAMPLES})")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sample (default: 0)")
@@ -584,6 +584,8 @@ def cmd_score(args) -> int:
     from .model import load_classifier, load_tokenizer
     from .run import RunSpec, load_data
 
+    if args.epochs < 1:
+        raise FreezetuneError(f"--epochs must be at least 1, got {args.epochs}")
     spec = RunSpec(data=_pick(args, DataConfig), model=_pick(args, ModelConfig)).resolved()
     tokenizer = load_tokenizer(spec.model.model, gguf_file=spec.model.gguf_file)
     data = load_data(spec, tokenizer)
@@ -593,8 +595,9 @@ def cmd_score(args) -> int:
     sample = sample_batches(data.train, size=args.samples, seed=args.seed, pad_token_id=tokenizer.pad_token_id or 0)
     estimate = run_estimate(model, sample, rows=len(data.train), batch_size=len(sample[0]["labels"]),
                             epochs=args.epochs)
+    names = list(SCORERS) if "all" in (args.scorer or []) else list(dict.fromkeys(args.scorer or ["semantic"]))
     results = []
-    for name in args.scorer or ["semantic"]:
+    for name in names:
         result = score(model, sample, name)
         result.details["share_of_full_run"] = result.seconds / estimate["run_s"]
         results.append(result)
@@ -602,7 +605,7 @@ def cmd_score(args) -> int:
         print(f"cost: {result.seconds:.1f} s = {result.details['share_of_full_run']:.1%} of one full fine-tuning run\n")
         if args.plot:
             target = Path(args.plot)
-            many = len(args.scorer or []) > 1
+            many = len(names) > 1
             path = result.plot(target.with_name(f"{target.stem}-{name}{target.suffix or '.png'}") if many else target)
             print(f"plot: {path}")
     print(
