@@ -17,7 +17,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from .config import DataConfig, ModelConfig, TrainConfig, field_help
-from .errors import FreezetuneError
+from .errors import FreezetuneError, report
 
 log = logging.getLogger("freezetune")
 
@@ -270,8 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         _setup_logging(args.log_level)
         return args.run(args)
     except FreezetuneError as error:
-        print(f"freezetune: error: {error}", file=sys.stderr)
-        return 2
+        return report(error)
     except KeyboardInterrupt:
         print("freezetune: interrupted", file=sys.stderr)
         return 130

@@ -13,7 +13,7 @@ import sys
 import time
 
 from .config import DataConfig, TrainConfig
-from .errors import FreezetuneError
+from .errors import FreezetuneError, report
 from .metrics import format_table
 from .model import load_tokenizer
 from .run import RunSpec, load_data, run_training
@@ -68,8 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         tokenizer = load_tokenizer(base.model.model)
         data = load_data(base, tokenizer)
     except FreezetuneError as error:
-        print(f"freezetune: error: {error}", file=sys.stderr)
-        return 2
+        return report(error)
     print(
         f"freezetune demo: {len(STRATEGIES)} plans on {len(data.train)} training tweets "
         f"({', '.join(data.label_names)}), {len(data.validation)} for validation, all-MiniLM-L6-v2, "
