@@ -8,7 +8,7 @@ from conftest import tiny_classifier, toy_batches
 
 from freezetune.layout import LayerMap
 from freezetune.plan import Plan
-from freezetune.rgn import RelativeGradientNorms, block_tensors, multipliers
+from freezetune.rgn import RelativeGradientNorms, multipliers
 from freezetune.select import scoring_sample
 from freezetune.strategies import resolve
 from freezetune.train import Finetuner
@@ -28,7 +28,7 @@ def test_auto_rgn_plan_trains_everything_with_per_tensor_rates():
     rates = dict(plan.tensor_lr_multipliers)
     assert set(rates) == {n for n, _ in model.named_parameters()}
     assert all(0 <= m <= 1 for m in rates.values())
-    assert max(rates[n] for n in block_tensors(layers)) == pytest.approx(1.0)
+    assert max(rates[n] for n in layers.block_of_tensor()) == pytest.approx(1.0)
     assert plan.apply(model, layers) == sum(p.numel() for p in model.parameters())
     assert Plan.from_json(plan.to_json()) == plan
     assert "auto_rgn: first-epoch rate multipliers" in context.records[0]["explanation"]
@@ -75,5 +75,5 @@ def test_finetuner_gives_every_tensor_its_rate_and_remeasures_each_epoch():
     assert set(log[0]) == {"embeddings", "block.0", "block.1", "block.2", "block.3", "head"}
     after = {g["names"][0]: g["base_lr"] for g in tuner.optimizer.param_groups}
     assert after != before
-    assert max(after[n] for n in block_tensors(layers)) == pytest.approx(1e-3)
+    assert max(after[n] for n in layers.block_of_tensor()) == pytest.approx(1e-3)
     assert all(0 <= v <= 1e-3 + 1e-12 and math.isfinite(v) for v in after.values())

@@ -103,6 +103,10 @@ class LayerMap:
                 return unit
         raise KeyError(param_name)
 
+    def block_of_tensor(self) -> dict[str, int]:
+        """Block index of every block parameter (embeddings and head tensors are absent)."""
+        return {n: i for i in range(self.num_blocks) for n in self.units[block_unit(i)]}
+
     def parameters(self, unit: str) -> list[tuple[str, nn.Parameter]]:
         params = dict(self.model.named_parameters())
         return [(n, params[n]) for n in self.units[unit]]

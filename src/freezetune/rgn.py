@@ -21,12 +21,8 @@ from typing import Any, Iterable
 
 import torch
 
-from .layout import LayerMap, block_unit
+from .layout import LayerMap
 from .plan import Plan
-
-
-def block_tensors(layers: LayerMap) -> set[str]:
-    return {n for i in range(layers.num_blocks) for n in layers.units[block_unit(i)]}
 
 
 def multipliers(rgn: dict[str, float], reference: Iterable[str]) -> dict[str, float]:

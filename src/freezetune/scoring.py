@@ -406,7 +406,7 @@ def _gradient_stats(model, batches, max_samples, *, keep_sum: bool, max_batches:
 
 def _tensor_normalise(values: dict[str, float], layers: LayerMap) -> dict[str, float]:
     """Divide by the largest *block* tensor's score (a fresh head's would dwarf every block)."""
-    block_names = {n for i in range(layers.num_blocks) for n in layers.units[block_unit(i)]}
+    block_names = layers.block_of_tensor()
     top = max((v for n, v in values.items() if n in block_names and math.isfinite(v)), default=0.0)
     return {n: (v / top if top > 0 else 0.0) for n, v in values.items()}
 

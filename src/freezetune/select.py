@@ -149,11 +149,6 @@ def _compact(blocks: Iterable[int]) -> str:
 
 
 # ---------------------------------------------------------------------- tensor selection
-def _owners(layers: LayerMap) -> dict[str, int]:
-    """Block index of every block tensor."""
-    return {n: i for i in range(layers.num_blocks) for n in layers.units[block_unit(i)]}
-
-
 def _tensor_values(scores: LayerScores | Mapping[str, float]) -> dict[str, float]:
     if isinstance(scores, LayerScores):
         if scores.tensor_scores is None:
@@ -173,7 +168,7 @@ def _choose_tensors(model, layers: LayerMap, values: dict[str, float], budget: f
     unknown = [n for n in values if n not in params]
     if unknown:
         raise FreezetuneError(f"scores name a tensor the model does not have: {unknown[0]!r}")
-    owner = _owners(layers)
+    owner = layers.block_of_tensor()
     candidates = sorted((n for n in values if n in owner and math.isfinite(values[n]) and values[n] > 0),
                         key=lambda n: (-values[n], -owner[n], n))
     if threshold is not None:
@@ -217,7 +212,7 @@ def select_tensors(model, layers: LayerMap, scores: LayerScores | Mapping[str, f
     """
     chosen, _ = _choose_tensors(model, layers, _tensor_values(scores), budget, threshold)
     how = f"threshold={threshold:g}" if threshold is not None else f"budget={budget:g}"
-    owner = _owners(layers)
+    owner = layers.block_of_tensor()
     blocks = tuple(sorted({owner[n] for n in chosen}))
     plan = Plan(blocks=blocks, head=head, tensors=tuple(chosen), spec=f"tensors:{how}")
     return plan.validate(layers)
@@ -234,7 +229,7 @@ def explain_tensors(model, layers: LayerMap, scores: LayerScores, *, budget: flo
     lines = [f"auto: scorer={scores.scorer} ({scores.samples} examples), tensor granularity, {text}",
              f"{'score':>7} {'parameters':>12}  tensor"]
     lines += [f"{values[n]:>7.3f} {params[n].numel():>12,}  {n}" for n in chosen]
-    owner = _owners(layers)
+    owner = layers.block_of_tensor()
     blocks = sorted({owner[n] for n in chosen})
     lines.append(
         f"chosen: {len(chosen)} tensors in blocks {_compact(blocks)} ({trained:,} parameters = {trained / total:.1%} "

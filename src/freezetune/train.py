@@ -36,7 +36,7 @@ from .layout import EMBEDDINGS, HEAD, LayerMap, block_unit, is_bias
 from .metrics import classification_metrics, is_better
 from .plan import Plan
 from .resume import loader_generators, rng_state, save_state, set_rng_state
-from .rgn import RelativeGradientNorms, block_tensors, unit_means
+from .rgn import RelativeGradientNorms, unit_means
 from .strategies import resolve
 
 log = logging.getLogger("freezetune")
@@ -339,7 +339,7 @@ class Finetuner:
                 skip = 0
                 timer.end_epoch()
                 if self._rgn is not None and state.step < total_steps:
-                    new = self._rgn.rescale(self.optimizer, self.lr, block_tensors(self.layers))
+                    new = self._rgn.rescale(self.optimizer, self.lr, self.layers.block_of_tensor())
                     state.rgn_log.append(unit_means(new, self.layers))
                 if eval_loader is not None and cfg.eval_every is None:
                     stop = self._evaluate_and_track(eval_loader, state) or stop
