@@ -18,7 +18,7 @@ $(BIN)/.installed: pyproject.toml Makefile
 	touch $@
 
 demo: $(BIN)/.installed
-	HF_HUB_OFFLINE=1 $(BIN)/python -m freezetune.demo
+	HF_HUB_OFFLINE=1 $(BIN)/python -m freezetune.cli.demo
 
 test: $(BIN)/.installed
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest

@@ -35,14 +35,14 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402
 
-from freezetune.compare import Sweep, run_sweep  # noqa: E402
-from freezetune.config import DataConfig, TrainConfig  # noqa: E402
-from freezetune.layout import LayerMap  # noqa: E402
-from freezetune.model import load_classifier, load_tokenizer  # noqa: E402
-from freezetune.run import RunSpec, load_data  # noqa: E402
-from freezetune.scoring import SCORERS, sample_batches, score  # noqa: E402
-from freezetune.select import select_blocks  # noqa: E402
-from freezetune.strategies import resolve  # noqa: E402
+from freezetune.runs.sweep import Sweep, run_sweep  # noqa: E402
+from freezetune.core.config import DataConfig, TrainConfig  # noqa: E402
+from freezetune.core.layout import LayerMap  # noqa: E402
+from freezetune.core.model import load_classifier, load_tokenizer  # noqa: E402
+from freezetune.runs.run import RunSpec, load_data  # noqa: E402
+from freezetune.scoring.scorers import SCORERS, sample_batches, score  # noqa: E402
+from freezetune.scoring.select import select_blocks  # noqa: E402
+from freezetune.strategies.registry import resolve  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 GLUE = ROOT.parent / "shared" / "data" / "glue"

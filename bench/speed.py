@@ -87,9 +87,9 @@ def _setup_logging() -> None:
 
 def load_inputs(sizes: dict):
     """Tokenizer and data through freezetune's own loader: a fixed split (seed 0) of the tweets."""
-    from freezetune.config import DataConfig
-    from freezetune.model import load_tokenizer
-    from freezetune.run import RunSpec, load_data
+    from freezetune.core.config import DataConfig
+    from freezetune.core.model import load_tokenizer
+    from freezetune.runs.run import RunSpec, load_data
 
     total = sizes["train_rows"] + sizes["eval_rows"]
     spec = RunSpec(
@@ -111,8 +111,8 @@ def build_model(name: str, num_labels: int, seed: int):
     """The same SequenceClassifier (mean pooling) in every arm, initialised from ``seed``."""
     import torch
 
-    from freezetune import defaults
-    from freezetune.model import SequenceClassifier, load_classifier
+    from freezetune.io import defaults
+    from freezetune.core.model import SequenceClassifier, load_classifier
 
     torch.manual_seed(seed)
     if name == "minilm":
@@ -127,9 +127,9 @@ def build_model(name: str, num_labels: int, seed: int):
 
 
 def plan_lr(model, spec: str) -> float:
-    from freezetune.layout import LayerMap
-    from freezetune.strategies import resolve
-    from freezetune.train import default_lr
+    from freezetune.core.layout import LayerMap
+    from freezetune.strategies.registry import resolve
+    from freezetune.training.finetuner import default_lr
 
     layers = LayerMap.from_model(model)
     return default_lr(resolve(spec, layers), layers)
@@ -262,7 +262,7 @@ def plain_accuracy(forward, dataset, pad_token_id: int, batch_size: int = 64) ->
     import torch
     from torch.utils.data import DataLoader
 
-    from freezetune.data import collate
+    from freezetune.io.data import collate
 
     loader = DataLoader(dataset, batch_size=batch_size, collate_fn=partial(collate, pad_token_id=pad_token_id))
     right = total = 0
@@ -279,9 +279,9 @@ def plain_accuracy(forward, dataset, pad_token_id: int, batch_size: int = 64) ->
 def arm_freezetune(model_name: str, plan: str, seed: int, sizes: dict, cache: str) -> dict:
     import torch
 
-    import freezetune.data as ftdata
-    from freezetune.cache import PrefixCache
-    from freezetune.train import Finetuner
+    import freezetune.io.data as ftdata
+    from freezetune.training.prefix_cache import PrefixCache
+    from freezetune.training.finetuner import Finetuner
 
     tokenizer, data = load_inputs(sizes)
     model = build_model(model_name, len(data.label_names), seed)
@@ -356,10 +356,10 @@ def arm_trainer(model_name: str, plan: str, seed: int, sizes: dict, use_peft: bo
     from torch import nn
     from transformers import Trainer, TrainerCallback, TrainingArguments
 
-    from freezetune.costs import PeakMemory
-    from freezetune.data import collate
-    from freezetune.layout import LayerMap
-    from freezetune.strategies import resolve
+    from freezetune.measure.costs import PeakMemory
+    from freezetune.io.data import collate
+    from freezetune.core.layout import LayerMap
+    from freezetune.strategies.registry import resolve
 
     tokenizer, data = load_inputs(sizes)
     model = build_model(model_name, len(data.label_names), seed)
@@ -479,7 +479,7 @@ def arm_trainer(model_name: str, plan: str, seed: int, sizes: dict, use_peft: bo
 def arm_floor(model_name: str, plan: str, seed: int, sizes: dict) -> dict:
     import torch
 
-    from freezetune.data import collate
+    from freezetune.io.data import collate
 
     sys.path.insert(0, str(HERE))
     import floor

@@ -23,7 +23,7 @@ def tiny_bert(num_blocks: int = 4):
 
 
 def tiny_classifier(pooling: str = "mean", num_blocks: int = 4, num_labels: int = 3):
-    from freezetune.model import SequenceClassifier
+    from freezetune.core.model import SequenceClassifier
 
     backbone = tiny_bert(num_blocks)
     torch.manual_seed(0)
@@ -75,7 +75,7 @@ def tiny_model_dir(tmp_path_factory):
 
     from transformers import BertConfig, BertModel
 
-    from freezetune.defaults import default_model_path
+    from freezetune.io.defaults import default_model_path
 
     folder = tmp_path_factory.mktemp("tiny-bert")
     torch.manual_seed(0)
@@ -109,7 +109,7 @@ def sentiment_csv(tmp_path):
 @pytest.fixture(autouse=True)
 def fresh_prefix_caches():
     """Caches are shared across runs of a process; each test starts without any."""
-    from freezetune.cache import SHARED_CACHES
+    from freezetune.training.prefix_cache import SHARED_CACHES
 
     SHARED_CACHES.clear()
     yield

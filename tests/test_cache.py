@@ -5,11 +5,11 @@ import pytest
 import torch
 from conftest import tiny_classifier, tiny_gpt2, tiny_llama
 
-from freezetune.cache import CacheKey, PrefixCache, build_cache, data_fingerprint, prefix_fingerprint, start_at
-from freezetune.data import make_loader
-from freezetune.layout import LayerMap
-from freezetune.model import SequenceClassifier
-from freezetune.train import Finetuner
+from freezetune.training.prefix_cache import CacheKey, PrefixCache, build_cache, data_fingerprint, prefix_fingerprint, start_at
+from freezetune.io.data import make_loader
+from freezetune.core.layout import LayerMap
+from freezetune.core.model import SequenceClassifier
+from freezetune.training.finetuner import Finetuner
 
 
 def toy_dataset(n=40, vocab=100, num_labels=3, seed=0, pairs=False):
@@ -137,7 +137,7 @@ def test_store_and_fetch_round_trip_real_tokens_only():
 
 
 def test_a_second_run_on_the_same_data_and_prefix_reuses_the_cache():
-    from freezetune.cache import SHARED_CACHES
+    from freezetune.training.prefix_cache import SHARED_CACHES
 
     SHARED_CACHES.clear()
     data, held_out = toy_dataset(pairs=True), toy_dataset(n=16, seed=1, pairs=True)

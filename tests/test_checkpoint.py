@@ -10,7 +10,7 @@ import pytest
 import torch
 from conftest import toy_batches
 
-from freezetune.checkpoint import (
+from freezetune.io.checkpoint import (
     META_FILE,
     TENSORS_FILE,
     add_export_parser,
@@ -20,10 +20,10 @@ from freezetune.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from freezetune.errors import FreezetuneError
-from freezetune.model import load_classifier
-from freezetune.predict import add_predict_parser, predict_file
-from freezetune.train import Finetuner
+from freezetune.core.errors import FreezetuneError
+from freezetune.core.model import load_classifier
+from freezetune.runs.predict import add_predict_parser, predict_file
+from freezetune.training.finetuner import Finetuner
 
 LABELS3 = ["a", "b", "c"]
 
@@ -137,7 +137,7 @@ def test_saving_again_replaces_the_checkpoint(top_k, tmp_path):
 
 
 def _plan(meta):
-    from freezetune.plan import Plan
+    from freezetune.core.plan import Plan
 
     return Plan.from_dict(meta["plan"])
 

@@ -7,7 +7,7 @@ import sys
 import pytest
 import yaml
 
-from freezetune.cli import main
+from freezetune.cli.main import main
 
 FAST = ["--epochs", "1", "--batch-size", "8", "--max-length", "16", "--no-progress", "--retention", "none"]
 
@@ -203,7 +203,7 @@ def test_train_then_predict_and_export(tiny_model_dir, sentiment_csv, tmp_path, 
 
 
 def test_resume_an_interrupted_cli_run(tiny_model_dir, sentiment_csv, tmp_path, capsys, monkeypatch):
-    from freezetune import train as train_module
+    from freezetune.training import finetuner as train_module
 
     args = train_args(tiny_model_dir, sentiment_csv, tmp_path / "whole", "--epochs", "3", "--strategy", "top_k:2",
                       "--retention", "cka", "--retention-limit", "8")

@@ -5,7 +5,7 @@ import time
 import pytest
 import torch
 
-from freezetune.costs import PeakMemory, StepTimer, count_parameters, human_bytes
+from freezetune.measure.costs import PeakMemory, StepTimer, count_parameters, human_bytes
 
 MB = 1_000_000
 

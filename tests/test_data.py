@@ -1,4 +1,4 @@
-"""Tests for freezetune.data (reading, splitting, tokenizing, batching) and freezetune.defaults."""
+"""Tests for freezetune.data (reading, splitting, tokenizing, batching) and freezetune.io.defaults."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
-from freezetune import data, defaults
-from freezetune.errors import FreezetuneError
+from freezetune.io import data
+
+from freezetune.io import defaults
+from freezetune.core.errors import FreezetuneError
 
 
 @pytest.fixture(scope="module")

@@ -5,11 +5,11 @@ import json
 import pytest
 import torch
 
-from freezetune import defaults
-from freezetune.cli import main
-from freezetune.layout import LayerMap, frozen_state
-from freezetune.model import load_classifier, load_tokenizer
-from freezetune.strategies import resolve
+from freezetune.io import defaults
+from freezetune.cli.main import main
+from freezetune.core.layout import LayerMap, frozen_state
+from freezetune.core.model import load_classifier, load_tokenizer
+from freezetune.strategies.registry import resolve
 
 pytestmark = pytest.mark.integration
 
@@ -43,7 +43,7 @@ def test_minilm_map_and_default_pooling(minilm):
 
 
 def test_minilm_training_keeps_frozen_weights_bit_identical(minilm):
-    from freezetune.train import Finetuner
+    from freezetune.training.finetuner import Finetuner
 
     tokenizer = load_tokenizer(defaults.default_model_path())
     texts = ["what a great day", "this is awful", "it is a car", "love it", "hate it", "fine I guess"] * 4

@@ -4,8 +4,8 @@ import pytest
 import torch
 from conftest import tiny_bert, tiny_classifier, tiny_gpt2, tiny_llama
 
-from freezetune.errors import FreezetuneError
-from freezetune.layout import LayerMap, find_blocks
+from freezetune.core.errors import FreezetuneError
+from freezetune.core.layout import LayerMap, find_blocks
 
 # Tiny BERT: hidden 32, FFN 64, vocab 100, 64 positions, 2 token types.
 BERT_EMBEDDINGS = 100 * 32 + 64 * 32 + 2 * 32 + 2 * 32  # words, positions, types, LayerNorm

@@ -6,12 +6,12 @@ import pytest
 import torch
 from conftest import tiny_classifier, tiny_gpt2, tiny_llama, toy_batches
 
-from freezetune.errors import FreezetuneError
-from freezetune.layout import LayerMap, frozen_state, trainable_count
-from freezetune.lora import add_lora, lora_state_dict, merge_lora, save_peft_adapter
-from freezetune.model import SequenceClassifier
-from freezetune.plan import LoraSpec
-from freezetune.train import Finetuner
+from freezetune.core.errors import FreezetuneError
+from freezetune.core.layout import LayerMap, frozen_state, trainable_count
+from freezetune.core.lora import add_lora, lora_state_dict, merge_lora, save_peft_adapter
+from freezetune.core.model import SequenceClassifier
+from freezetune.core.plan import LoraSpec
+from freezetune.training.finetuner import Finetuner
 
 HEAD = 32 * 3 + 3  # mean pooling: the classifier only (the pooler is dropped)
 
@@ -210,7 +210,7 @@ def test_add_lora_is_idempotent_and_refuses_a_different_spec():
 
 
 def test_schedule_switching_between_plans_with_the_same_lora_does_not_rewrap():
-    from freezetune.strategies import resolve
+    from freezetune.strategies.registry import resolve
 
     model = tiny_classifier()
     layers = LayerMap.from_model(model)

@@ -5,8 +5,8 @@ import math
 
 import pytest
 
-from freezetune.errors import FreezetuneError
-from freezetune.metrics import METRIC_DIRECTIONS, classification_metrics, format_table, is_better
+from freezetune.core.errors import FreezetuneError
+from freezetune.measure.metrics import METRIC_DIRECTIONS, classification_metrics, format_table, is_better
 
 
 def test_binary_metrics_match_hand_computation():

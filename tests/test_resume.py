@@ -5,10 +5,10 @@ import torch
 from conftest import tiny_classifier
 from test_cache import toy_dataset
 
-from freezetune.errors import FreezetuneError
-from freezetune.plan import Plan
-from freezetune.resume import load_state
-from freezetune.train import Finetuner
+from freezetune.core.errors import FreezetuneError
+from freezetune.core.plan import Plan
+from freezetune.training.resume import load_state
+from freezetune.training.finetuner import Finetuner
 
 
 class StopAt:

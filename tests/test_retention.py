@@ -13,9 +13,9 @@ import math
 import pytest
 import torch
 
-from freezetune import retention
-from freezetune.defaults import default_model_path, shared_data_dir
-from freezetune.errors import FreezetuneError
+from freezetune.measure import retention
+from freezetune.io.defaults import default_model_path, shared_data_dir
+from freezetune.core.errors import FreezetuneError
 
 VOCAB = 30522
 TEXTS = list(retention.BUILTIN_SENTENCES[:16])
@@ -256,7 +256,7 @@ def test_measure_ppl_unchanged_and_perturbed(gpt2, tokenizer, tmp_path):
 
 
 def test_measure_cka_fallback_unchanged_and_perturbed(bert, gpt2, tokenizer, no_shared_data):
-    from freezetune.model import SequenceClassifier
+    from freezetune.core.model import SequenceClassifier
 
     same = retention.measure(bert, bert, tokenizer, limit=12)
     assert same["reference"] == "cka" and same["before"] == 1.0 and same["n"] == 12
@@ -293,7 +293,7 @@ def test_resolve_reference(bert, gpt2, tmp_path):
 def test_minilm_sts_b_spearman():
     """The untouched MiniLM scores ~0.867 on all 1,500 pairs; 500 evenly spread pairs keep the
     test short (0.878 measured), so the bounds are widened to 0.85..0.90."""
-    from freezetune.model import load_classifier, load_tokenizer
+    from freezetune.core.model import load_classifier, load_tokenizer
 
     path = default_model_path()
     backbone = load_classifier(path, 2).backbone

@@ -6,12 +6,12 @@ import pytest
 import torch
 from conftest import tiny_classifier, toy_batches
 
-from freezetune.layout import LayerMap
-from freezetune.plan import Plan
-from freezetune.rgn import RelativeGradientNorms, multipliers
-from freezetune.select import scoring_sample
-from freezetune.strategies import resolve
-from freezetune.train import Finetuner
+from freezetune.core.layout import LayerMap
+from freezetune.core.plan import Plan
+from freezetune.scoring.rgn import RelativeGradientNorms, multipliers
+from freezetune.scoring.select import scoring_sample
+from freezetune.strategies.registry import resolve
+from freezetune.training.finetuner import Finetuner
 
 
 def rgn_plan_for(model):

@@ -7,8 +7,8 @@ import shutil
 import pytest
 import yaml
 
-from freezetune.errors import FreezetuneError
-from freezetune.rundir import RunDir, is_run
+from freezetune.core.errors import FreezetuneError
+from freezetune.io.rundir import RunDir, is_run
 
 
 def make_run(path):

@@ -12,11 +12,11 @@ import pytest
 import torch
 from conftest import tiny_classifier, tiny_gpt2, toy_batches
 
-from freezetune.errors import FreezetuneError
-from freezetune.layout import LayerMap
-from freezetune.model import SequenceClassifier
-from freezetune.plan import Plan
-from freezetune.scoring import (
+from freezetune.core.errors import FreezetuneError
+from freezetune.core.layout import LayerMap
+from freezetune.core.model import SequenceClassifier
+from freezetune.core.plan import Plan
+from freezetune.scoring.scorers import (
     SCORERS,
     LayerScores,
     add_score_parser,
@@ -25,8 +25,8 @@ from freezetune.scoring import (
     score,
     semantic_deviation,
 )
-from freezetune.select import auto_plan, explain, scoring_sample, select_blocks, select_tensors
-from freezetune.strategies import resolve
+from freezetune.scoring.select import auto_plan, explain, scoring_sample, select_blocks, select_tensors
+from freezetune.strategies.registry import resolve
 
 BLOCK = 8544  # parameters of one tiny-BERT block
 TOTAL = 39651  # the whole tiny mean-pooled classifier

@@ -5,11 +5,11 @@ from conftest import tiny_classifier, tiny_gpt2, tiny_llama
 from hypothesis import given
 from hypothesis import strategies as st
 
-from freezetune.errors import FreezetuneError
-from freezetune.layout import LayerMap
-from freezetune.plan import Plan
-from freezetune.spec import parse_blocks, parse_spec
-from freezetune.strategies import REGISTRY, listing, resolve
+from freezetune.core.errors import FreezetuneError
+from freezetune.core.layout import LayerMap
+from freezetune.core.plan import Plan
+from freezetune.core.spec import parse_blocks, parse_spec
+from freezetune.strategies.registry import REGISTRY, listing, resolve
 
 BLOCK = 8544  # tiny BERT block (see test_layout)
 HEAD = 99  # mean-pooled classifier head

@@ -4,10 +4,10 @@ import pytest
 import torch
 from conftest import tiny_classifier, toy_batches
 
-from freezetune.errors import FreezetuneError
-from freezetune.layout import frozen_state
-from freezetune.plan import Plan
-from freezetune.train import Finetuner, default_lr
+from freezetune.core.errors import FreezetuneError
+from freezetune.core.layout import frozen_state
+from freezetune.core.plan import Plan
+from freezetune.training.finetuner import Finetuner, default_lr
 
 
 def quiet(**kw):
@@ -96,8 +96,8 @@ def test_lr_multipliers_reach_the_optimizer():
 
 
 def test_default_learning_rates_follow_the_evidence():
-    from freezetune.layout import LayerMap
-    from freezetune.strategies import resolve
+    from freezetune.core.layout import LayerMap
+    from freezetune.strategies.registry import resolve
 
     layers = LayerMap.from_model(tiny_classifier(num_blocks=6))
     rates = {s: default_lr(resolve(s, layers), layers) for s in ("full", "lower_half", "top_k:2", "head_only", "bias")}

@@ -1,14 +1,14 @@
 """freezetune: decide where to fine-tune a pretrained transformer, then fine-tune there, fast."""
 
-from .config import DataConfig, ModelConfig, TrainConfig
-from .data import load_classification_data
-from .errors import FreezetuneError
-from .layout import LayerMap
-from .model import load_classifier, load_tokenizer
-from .plan import LoraSpec, Plan
-from .strategies import REGISTRY as STRATEGIES
-from .strategies import resolve
-from .train import Finetuner
+from freezetune.core.config import DataConfig, ModelConfig, TrainConfig
+from freezetune.core.errors import FreezetuneError
+from freezetune.core.layout import LayerMap
+from freezetune.core.model import load_classifier, load_tokenizer
+from freezetune.core.plan import LoraSpec, Plan
+from freezetune.io.data import load_classification_data
+from freezetune.strategies.registry import REGISTRY as STRATEGIES
+from freezetune.strategies.registry import resolve
+from freezetune.training.finetuner import Finetuner
 
 __version__ = "0.1.0"
 

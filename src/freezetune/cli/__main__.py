@@ -1,0 +1,7 @@
+"""`python -m freezetune.cli`."""
+
+import sys
+
+from freezetune.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,40 @@
+"""``freezetune inspect``: a model's units and sizes, and optionally what a plan would train."""
+
+from __future__ import annotations
+
+from freezetune.io import defaults
+from freezetune.core.errors import FreezetuneError
+from freezetune.core.layout import LayerMap
+from freezetune.core.model import is_decoder, load_classifier
+from freezetune.strategies.registry import resolve
+
+
+def load_for_inspection(model_path: str, *, gguf_file: str | None = None, pooling: str = "auto"):
+    """Encoders get freezetune's classifier head (2 labels); decoders keep their LM head."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    kwargs = {"gguf_file": gguf_file} if gguf_file else {}
+    try:
+        config = AutoConfig.from_pretrained(model_path, **kwargs)
+    except (OSError, ValueError) as error:
+        raise FreezetuneError(f"cannot load model {model_path}: {str(error).strip().splitlines()[0]}") from None
+    if is_decoder(config):
+        return AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32, **kwargs)
+    return load_classifier(model_path, 2, pooling=pooling, gguf_file=gguf_file)
+
+
+def inspect_model(
+    model_path: str | None, *, gguf_file: str | None = None, pooling: str = "auto", strategy: str | None = None
+) -> str:
+    model_path = model_path or defaults.default_model_path()
+    model = load_for_inspection(model_path, gguf_file=gguf_file, pooling=pooling)
+    layers = LayerMap.from_model(model)
+    lines = [f"model: {model_path}", f"class: {type(model).__name__}"]
+    if hasattr(model, "pooling"):
+        lines.append(f"pooling: {model.pooling} (head shown for 2 labels)")
+    lines += [f"blocks: {layers.num_blocks} (numbered 0..{layers.num_blocks - 1} from the input)", "", layers.describe()]
+    if strategy:
+        plan = resolve(strategy, layers)
+        lines += ["", plan.describe(layers), f"frozen prefix depth: {plan.frozen_prefix_depth(layers.num_blocks)}"]
+    return "\n".join(lines)

@@ -1,0 +1,313 @@
+"""One training run, end to end: data -> model -> plan -> Finetuner -> metrics in a run folder.
+
+Shared by ``freezetune train``, the demo and the benchmarks, so that all of them load, split,
+train and measure the same way. Validation comes first and is cheap: a bad strategy, column,
+file or output folder fails before any model is loaded and before anything is written.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import random
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from freezetune.io import defaults
+from freezetune.io.checkpoint import base_fingerprint, save_checkpoint
+from freezetune.core.config import DataConfig, ModelConfig, TrainConfig
+from freezetune.io.data import ClassificationData, load_classification_data
+from freezetune.core.layout import LayerMap
+from freezetune.core.model import load_classifier, load_tokenizer
+from freezetune.core.errors import FreezetuneError
+from freezetune.training.resume import changed_settings, load_state
+from freezetune.measure.retention import measure, resolve_reference
+from freezetune.io.rundir import RunDir
+from freezetune.scoring.scorers import sample_batches
+from freezetune.scoring.select import scoring_sample
+from freezetune.strategies.registry import check_spec
+from freezetune.training.finetuner import Finetuner, FitResult
+
+log = logging.getLogger("freezetune")
+
+
+@dataclass
+class RunSpec:
+    """Everything a training run needs; the resolved form is saved as ``config.yaml``."""
+
+    strategy: str = "lower_half"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    output: str | None = None
+    overwrite: bool = False
+
+    def resolved(self) -> RunSpec:
+        """Fill the defaults that depend on what is installed (embedded model and data)."""
+        data = DataConfig(**asdict(self.data))
+        model = ModelConfig(**asdict(self.model))
+        if data.data is None:
+            data.data = defaults.default_data_path()
+            data.text_column = data.text_column or defaults.DEFAULT_TEXT_COLUMN
+            data.label_column = data.label_column or defaults.DEFAULT_LABEL_COLUMN
+        data.text_column = data.text_column or "text"
+        data.label_column = data.label_column or "label"
+        if model.model is None:
+            model.model = defaults.default_model_path()
+        train = TrainConfig(**asdict(self.train))
+        return RunSpec(self.strategy, data, model, train, self.output, self.overwrite)
+
+    def flat(self) -> dict[str, Any]:
+        """One flat mapping with the same keys as the CLI flags (and YAML configs)."""
+        return {
+            "strategy": self.strategy,
+            **asdict(self.data),
+            **asdict(self.model),
+            **asdict(self.train),
+            "output": self.output,
+        }
+
+
+@dataclass
+class RunResult:
+    spec: RunSpec
+    fit: FitResult
+    validation: dict[str, Any]
+    test: dict[str, Any] | None
+    data_summary: dict[str, Any]
+    output: Path | None
+
+    def reported(self) -> tuple[str, dict[str, Any]]:
+        """Which numbers to report: test when given, else (optimistic) validation."""
+        return ("test", self.test) if self.test is not None else ("validation", self.validation)
+
+    def summary(self) -> dict[str, Any]:
+        split, metrics = self.reported()
+        return {
+            "strategy": self.spec.strategy,
+            "reported_split": split,
+            "reported_is_optimistic": split == "validation",
+            "accuracy": metrics["accuracy"],
+            "macro_f1": metrics["macro_f1"],
+            "mcc": metrics["mcc"],
+            "lr": self.fit.lr,
+            **{k: v for k, v in self.fit.costs.items() if k not in ("epoch_times_s", "retention")},
+            **_retention_fields(self.fit.costs.get("retention")),
+        }
+
+
+def _retention_fields(retention: dict[str, Any] | None) -> dict[str, Any]:
+    if not retention:
+        return {}
+    return {"retention_reference": retention["reference"], "retention_before": retention["before"],
+            "retention_after": retention["after"], "retention_change": retention["change"]}
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class MetricsLogger:
+    """Finetuner callback writing step and evaluation records to ``metrics.jsonl``."""
+
+    def __init__(self, run_dir: RunDir, every: int = 10):
+        self.run_dir, self.every = run_dir, every
+
+    def on_step_end(self, tuner, record: dict[str, Any]) -> None:
+        if record["step"] % self.every == 0:
+            self.run_dir.append_metrics({"kind": "train", **record})
+
+    def on_evaluate(self, tuner, metrics: dict[str, Any]) -> None:
+        self.run_dir.append_metrics({"kind": "eval", **metrics})
+
+    def on_plan_change(self, tuner, old, new) -> None:
+        if old is not None:
+            self.run_dir.append_metrics({"kind": "plan_change", "from": old.spec, "to": new.spec})
+
+
+def load_data(spec: RunSpec, tokenizer) -> ClassificationData:
+    d = spec.data
+    return load_classification_data(
+        d.data,
+        tokenizer=tokenizer,
+        text_column=d.text_column,
+        label_column=d.label_column,
+        text_pair_column=d.text_pair_column,
+        eval_path=d.eval_data,
+        test_path=d.test_data,
+        max_length=d.max_length,
+        encoding=d.encoding,
+        validation_fraction=d.validation_fraction,
+        seed=spec.train.seed,
+        max_train_rows=d.max_train_rows,
+        max_eval_rows=d.max_eval_rows,
+        header=d.header,
+    )
+
+
+# Base scores of the retention reference, shared by the runs of one process (a sweep).
+_RETENTION_BEFORE: dict[tuple, float] = {}
+# Settings that may differ between an interrupted run and its resumption.
+RESUME_IGNORES = {"progress", "output", "overwrite"}
+
+
+class _Retention:
+    """Measures the pretrained skill before training (once per base) and after it."""
+
+    def __init__(self, spec: RunSpec, model, tokenizer):
+        d = spec.data
+        self.kind = resolve_reference(model.backbone, d.retention, d.retention_data)
+        self.options = dict(reference=self.kind, reference_data=d.retention_data, limit=d.retention_limit,
+                            pooling="mean" if self.kind == "sts" else model.pooling, max_length=d.max_length)
+        self.key = (spec.model.model, spec.model.gguf_file, model.pooling, *map(str, self.options.values()))
+        # CKA compares with the untouched base, so keep a copy; sts/ppl only need its score.
+        self.base = copy.deepcopy(model.backbone) if self.kind == "cka" else None
+        if self.kind != "cka" and self.key not in _RETENTION_BEFORE:
+            _RETENTION_BEFORE[self.key] = measure(model.backbone, None, tokenizer, **self.options)["before"]
+
+    def after(self, model, tokenizer) -> dict[str, Any]:
+        base = self.base if self.base is not None else model.backbone
+        return measure(base, model.backbone, tokenizer, before=_RETENTION_BEFORE.get(self.key), **self.options)
+
+
+def run_training(
+    spec: RunSpec, *, data: ClassificationData | None = None, tokenizer=None, resume: bool = False
+) -> RunResult:
+    """Train one plan as ``spec`` says; write the run folder when ``spec.output`` is set.
+
+    ``data`` and ``tokenizer`` may be passed in to share one tokenization across runs.
+    ``resume=True`` continues the interrupted run in ``spec.output`` (same settings required).
+    """
+    spec = spec.resolved()
+    spec.train.validate()
+    check_spec(spec.strategy)
+    saved_state = None
+    if resume:
+        run_dir, saved_state = _resumable(spec)
+    else:
+        run_dir = RunDir.create(spec.output, overwrite=spec.overwrite) if spec.output else None
+    seed_everything(spec.train.seed)
+    m = spec.model
+    if tokenizer is None:
+        tokenizer = load_tokenizer(m.model, gguf_file=m.gguf_file)
+    if data is None:
+        data = load_data(spec, tokenizer)
+    seed_everything(spec.train.seed)  # the head's initialisation depends on the seed alone
+    model = load_classifier(m.model, len(data.label_names), pooling=m.pooling, gguf_file=m.gguf_file)
+    spec.model.pooling = model.pooling
+    fingerprint = base_fingerprint(model.backbone) if run_dir else None  # before training changes it
+    retention = _Retention(spec, model, tokenizer) if spec.data.retention != "none" else None
+    callbacks = [MetricsLogger(run_dir)] if run_dir else []
+    pad_id = tokenizer.pad_token_id or 0
+    # `auto` plans score blocks on a sample of the training data while the plan is resolved.
+    with scoring_sample(lambda: sample_batches(data.train, seed=spec.train.seed, pad_token_id=pad_id)) as scoring:
+        tuner = Finetuner(
+            model,
+            spec.strategy,
+            config=spec.train,
+            label_names=data.label_names,
+            pad_token_id=pad_id,
+            tokenizer_name=getattr(tokenizer, "name_or_path", ""),
+            state_dir=str(run_dir.file("resume")) if run_dir else None,
+            state_key=_resume_key(spec),
+            callbacks=callbacks,
+        )
+    log.info("plan:\n%s", tuner.plan.describe(tuner.layers))
+    for record in scoring.records:
+        log.info("%s", record["explanation"])
+        if run_dir:
+            run_dir.write_json("scores.json", record["scores"].to_dict())
+            run_dir.write_text("selection.txt", record["explanation"] + "\n")
+    if run_dir and not resume:
+        # Written once the inputs proved good and before training, so an interrupted run can resume.
+        run_dir.write_yaml("config.yaml", spec.flat())
+    fit = tuner.fit(data.train, data.validation, resume=saved_state)
+    if scoring.records:
+        scoring_s = sum(r["scores"].seconds for r in scoring.records)
+        fit.costs["scoring_s"] = scoring_s
+        fit.costs["scoring_share_of_training"] = scoring_s / fit.costs["train_time_s"]
+        log.info("scoring took %.1f s = %.1f%% of this run's training (%.1f s)", scoring_s,
+                 100 * fit.costs["scoring_share_of_training"], fit.costs["train_time_s"])
+    spec.train.lr = fit.lr  # the resolved config names the rate actually used
+    validation = fit.best_metrics or tuner.evaluate(data.validation)
+    test = tuner.evaluate(data.test) if data.test is not None else None
+    if retention is not None:
+        fit.costs["retention"] = retention.after(tuner.model, tokenizer)
+        log.info("retention (%s): %.4f -> %.4f", retention.kind, fit.costs["retention"]["before"],
+                 fit.costs["retention"]["after"])
+    summary = {
+        "train_rows": len(data.train),
+        "validation_rows": len(data.validation),
+        "test_rows": len(data.test) if data.test is not None else 0,
+        "labels": data.label_names,
+        "validation_source": data.validation_source,
+        "truncated": data.truncated,
+        "dropped": data.dropped,
+    }
+    result = RunResult(spec, fit, validation, test, summary, run_dir.path if run_dir else None)
+    if run_dir:
+        saved = save_checkpoint(
+            run_dir.file("checkpoint"), tuner.model, fit.plan, base_path=m.model, gguf_file=m.gguf_file,
+            base_fingerprint=fingerprint, label_names=data.label_names, config=spec.flat(),
+        )
+        fit.costs["checkpoint_bytes"] = saved["checkpoint_bytes"]
+        fit.costs["full_model_bytes"] = saved["full_model_bytes"]
+        _write_run(run_dir, result, tuner.layers)
+        shutil.rmtree(run_dir.file("resume"), ignore_errors=True)  # finished: the state is dead weight
+    return result
+
+
+def _resume_key(spec: RunSpec) -> dict[str, Any]:
+    return {k: v for k, v in spec.flat().items() if k not in RESUME_IGNORES}
+
+
+def _resumable(spec: RunSpec) -> tuple[RunDir, dict[str, Any]]:
+    """The interrupted run's folder and saved state, refusing a changed configuration."""
+    import yaml
+
+    if not spec.output:
+        raise FreezetuneError("--resume needs the run folder to continue")
+    folder = Path(spec.output)
+    config = folder / "config.yaml"
+    if not config.is_file():
+        raise FreezetuneError(f"{folder} is not a freezetune run (no config.yaml); nothing to resume")
+    saved_config = yaml.safe_load(config.read_text()) or {}
+    current = _resume_key(spec)
+    changed = changed_settings({k: v for k, v in saved_config.items() if k not in RESUME_IGNORES}, current, set())
+    if changed:
+        raise FreezetuneError(
+            f"cannot resume {folder} with changed settings ({'; '.join(changed[:3])}); "
+            "resume with the same settings or start a new run with another --output"
+        )
+    return RunDir(folder), load_state(folder / "resume")
+
+
+def _write_run(run_dir: RunDir, result: RunResult, layers: LayerMap) -> None:
+    spec = result.spec
+    run_dir.write_yaml("config.yaml", spec.flat())  # again: now with the resolved learning rate
+    run_dir.write_json("plan.json", result.fit.plan.to_dict())
+    split, _ = result.reported()
+    run_dir.write_json(
+        "metrics.json",
+        {
+            "summary": result.summary(),
+            "validation": result.validation,
+            "test": result.test,
+            "reported_split": split,
+            "note": None if split == "test" else "no --test-data: these are validation numbers, used for model selection, so optimistic",
+            "costs": result.fit.costs,
+            "best_step": result.fit.best_step,
+            "stopped_early": result.fit.stopped_early,
+            "lr": result.fit.lr,
+            "plan": result.fit.plan.to_dict(),
+            "units": layers.counts(),
+            "data": result.data_summary,
+        },
+    )

@@ -1,0 +1,203 @@
+"""The sweep runner: several plans x seeds x learning rates on one data set, side by side.
+
+Every run shares the same tokenized data and splits (loaded once, split with ``data_seed``);
+seeds vary the head's initialisation, dropout and data order. Each run lives in
+``OUTPUT/runs/<strategy>-<hash>/`` where the hash covers everything that decides its result,
+so a finished run is found and skipped and an interrupted sweep simply continues.
+
+Learning rates: fixed (``--lr``), the plan's default, or a grid (``--lr-grid auto`` = the
+default x {1/3, 1, 3}; or explicit rates). The rate is chosen per plan on the *validation*
+metric (mean over seeds); the reported numbers come from the test data when given. The test
+data never takes part in any choice.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import logging
+import statistics
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from freezetune.core.errors import FreezetuneError
+from freezetune.measure.metrics import format_table
+from freezetune.io.rundir import RunDir
+from freezetune.scoring.scorers import sample_batches
+from freezetune.scoring.select import scoring_sample
+from freezetune.runs.run import RunSpec, load_data, run_training
+from freezetune.strategies.registry import check_spec, resolve
+
+log = logging.getLogger("freezetune")
+
+AUTO_GRID = (1 / 3, 1.0, 3.0)
+# Settings that do not change a run's result, left out of its hash.
+_NOT_HASHED = {"progress", "output", "overwrite"}
+
+
+@dataclass
+class Sweep:
+    strategies: list[str]
+    base: RunSpec = field(default_factory=RunSpec)
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    lr_grid: str | None = None  # None | "auto" | "1e-4,3e-4"
+    data_seed: int = 0
+    output: str = "runs/compare"
+    overwrite: bool = False
+    runs: str | None = None  # where runs live (default OUTPUT/runs); sweeps may share one store
+
+
+def parse_grid(text: str | None) -> tuple[float, ...] | None:
+    if text is None or text == "auto":
+        return None
+    try:
+        rates = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise FreezetuneError(f"--lr-grid takes 'auto' or rates like 1e-4,3e-4; got {text!r}") from None
+    if not rates or any(rate <= 0 for rate in rates):
+        raise FreezetuneError(f"--lr-grid needs positive rates, got {text!r}")
+    return rates
+
+
+def run_hash(spec: RunSpec) -> str:
+    flat = {k: v for k, v in spec.flat().items() if k not in _NOT_HASHED}
+    return hashlib.sha256(json.dumps(flat, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def _learning_rates(sweep: Sweep, plan, layers) -> list[float | None]:
+    from freezetune.training.finetuner import default_lr
+
+    default = default_lr(plan, layers)
+    if sweep.lr_grid is None:
+        # The default is written out, so a run is the same run (same hash) whichever way its rate was asked for.
+        return [sweep.base.train.lr or round(default, 8)]
+    fixed = parse_grid(sweep.lr_grid)
+    return list(fixed) if fixed else [round(default * f, 8) for f in AUTO_GRID]
+
+
+def _stats(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def run_sweep(sweep: Sweep) -> list[dict[str, Any]]:
+    """Train every (plan, lr, seed) not already finished; return one row per plan."""
+    from freezetune.core.model import load_classifier, load_tokenizer
+    from freezetune.core.layout import LayerMap
+
+    for strategy in sweep.strategies:
+        check_spec(strategy)
+    if len(set(sweep.strategies)) != len(sweep.strategies):
+        raise FreezetuneError("the same --strategy is listed twice")
+    parse_grid(sweep.lr_grid)
+    out = Path(sweep.output)
+    if out.is_file():
+        raise FreezetuneError(f"{out} is a file; --output must be a folder")
+    base = sweep.base.resolved()
+    base.train.validate()
+    tokenizer = load_tokenizer(base.model.model, gguf_file=base.model.gguf_file)
+    data_spec = replace(base, train=replace(base.train, seed=sweep.data_seed))
+    data = load_data(data_spec, tokenizer)
+    probe = load_classifier(base.model.model, len(data.label_names), pooling=base.model.pooling,
+                            gguf_file=base.model.gguf_file)
+    layers = LayerMap.from_model(probe)
+    pad_id = tokenizer.pad_token_id or 0
+    with scoring_sample(lambda: sample_batches(data.train, seed=sweep.data_seed, pad_token_id=pad_id)):
+        # resolved once, before the first run: bad block ranges fail early, auto scores once here
+        plans = {s: resolve(s, layers) for s in sweep.strategies}
+    plan_rates = {s: _learning_rates(sweep, plans[s], layers) for s in sweep.strategies}
+    del probe, layers
+    total = sum(len(r) for r in plan_rates.values()) * len(sweep.seeds)
+    done = 0
+    rows = []
+    for strategy in sweep.strategies:
+        by_lr: dict[float, list[dict[str, Any]]] = {}
+        for lr in plan_rates[strategy]:
+            for seed in sweep.seeds:
+                spec = replace(base, strategy=strategy, train=replace(base.train, seed=seed, lr=lr))
+                folder = Path(sweep.runs or out / "runs") / f"{strategy.replace(':', '_')}-{run_hash(spec)}"
+                done += 1
+                summary = _finished(folder)
+                if summary is None or sweep.overwrite:
+                    log.info("[%d/%d] %s lr=%s seed=%d", done, total, strategy, lr, seed)
+                    spec = replace(spec, output=str(folder), overwrite=True)
+                    summary = _summary(run_training(spec, data=data, tokenizer=tokenizer))
+                else:
+                    log.info("[%d/%d] %s lr=%s seed=%d: already done", done, total, strategy, lr, seed)
+                by_lr.setdefault(summary["lr"], []).append(summary)
+        rows.append(_aggregate(strategy, by_lr))
+    _write_results(out, rows, sweep)
+    return rows
+
+
+def _summary(result) -> dict[str, Any]:
+    return {**result.summary(), "validation_accuracy": result.validation["accuracy"]}
+
+
+def _finished(folder: Path) -> dict[str, Any] | None:
+    metrics = folder / "metrics.json"
+    if not metrics.is_file():
+        return None
+    try:
+        saved = json.loads(metrics.read_text())
+    except json.JSONDecodeError:
+        return None  # a run cut off while writing: train it again
+    return {**saved["summary"], "validation_accuracy": saved["validation"]["accuracy"]}
+
+
+def _aggregate(strategy: str, by_lr: dict[float, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Pick the rate by mean validation accuracy; report that rate's numbers over seeds."""
+    best_lr = max(by_lr, key=lambda lr: statistics.fmean(r["validation_accuracy"] for r in by_lr[lr]))
+    runs = by_lr[best_lr]
+    row: dict[str, Any] = {"strategy": strategy, "lr": best_lr, "seeds": len(runs),
+                           "lrs_tried": sorted(by_lr), "reported_split": runs[0]["reported_split"]}
+    for key in ("accuracy", "macro_f1", "mcc", "validation_accuracy"):
+        row[key], row[f"{key}_std"] = _stats([r[key] for r in runs])
+    for key in ("train_time_s", "time_per_epoch_s", "steady_step_s", "peak_memory_bytes"):
+        row[key] = statistics.fmean(r[key] for r in runs if r.get(key) is not None)
+    for key in ("trainable_params", "trainable_pct", "checkpoint_bytes", "retention_after", "retention_change"):
+        values = [r[key] for r in runs if r.get(key) is not None]
+        if values:
+            row[key], row[f"{key}_std"] = _stats(values)
+    row["accuracy_pm"] = f"{row['accuracy']:.3f} ± {row['accuracy_std']:.3f}"
+    row["peak_mib"] = row["peak_memory_bytes"] / 2**20
+    return row
+
+
+COLUMNS = [
+    ("strategy", "strategy", ""),
+    ("accuracy_pm", "accuracy (mean ± std)", ""),
+    ("macro_f1", "macro-F1", ".3f"),
+    ("lr", "lr", ".0e"),
+    ("retention_after", "retention", ".3f"),
+    ("trainable_params", "trainable", ",.0f"),
+    ("checkpoint_bytes", "ckpt bytes", ",.0f"),
+    ("train_time_s", "train s", ".1f"),
+    ("steady_step_s", "s/step", ".3f"),
+    ("peak_mib", "peak MiB", ".0f"),
+]
+
+
+def results_table(rows: list[dict[str, Any]]) -> str:
+    split = rows[0]["reported_split"] if rows else "test"
+    columns = [(k, h.replace("accuracy", f"{split} accuracy", 1) if k == "accuracy_pm" else h, f)
+               for k, h, f in COLUMNS]
+    return format_table(rows, columns)
+
+
+def _write_results(out: Path, rows: list[dict[str, Any]], sweep: Sweep) -> None:
+    run_dir = RunDir(out)
+    table = results_table(rows)
+    if rows and rows[0]["reported_split"] == "validation":
+        table += "\nnote: no --test-data, so accuracies are validation numbers (also used to pick rates): optimistic"
+    run_dir.write_text("results.txt", table + "\n")
+    run_dir.write_json("results.json", {"rows": rows, "sweep": {**asdict(sweep), "base": sweep.base.flat()}})
+    buffer = io.StringIO()
+    keys = sorted({k for row in rows for k in row})
+    writer = csv.DictWriter(buffer, fieldnames=keys)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (json.dumps(v) if isinstance(v, list) else v) for k, v in row.items()})
+    run_dir.write_text("results.csv", buffer.getvalue())

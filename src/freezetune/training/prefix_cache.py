@@ -1,0 +1,226 @@
+"""Frozen-prefix cache: the prefix's outputs are computed once and reused every epoch.
+
+Plain ``requires_grad=False`` already stops backward at the frozen prefix; what it cannot avoid
+is the prefix's *forward* on every step. When the embeddings and blocks 0..d-1 are frozen (and
+run in eval mode, so they are deterministic), their output for an example never changes: we
+run them once per example under ``no_grad`` and store the hidden states at boundary d (real
+tokens only, no padding), in RAM up to a limit and in a disk memmap beyond it.
+
+Training then starts the forward at block d with :func:`start_at`, which swaps the model's block
+list for ``[inject, blocks[d:]...]`` for the duration of one call. Everything else — attention
+masks, position ids, rotary embeddings, token types — is still computed by the model's own
+forward, so the suffix sees exactly what it would see in an uncached forward. (The embeddings
+run too, but they are a lookup: negligible next to the blocks.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import tempfile
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from freezetune.core.layout import LayerMap
+
+log = logging.getLogger("freezetune")
+
+STORAGE_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class _Inject(nn.Module):
+    """Stands in for blocks 0..d-1: ignores its input and returns the cached boundary states.
+
+    Models read per-block attributes while looping (Qwen2's ``attention_type``), so unknown
+    attributes are answered by a real block.
+    """
+
+    def __init__(self, hidden: torch.Tensor, stand_in: nn.Module):
+        super().__init__()
+        self.hidden = hidden
+        object.__setattr__(self, "_stand_in", stand_in)  # not registered: no duplicate parameters
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(object.__getattribute__(self, "_stand_in"), name)
+
+    def forward(self, hidden_states, *args, **kwargs):
+        return self.hidden.to(hidden_states.dtype)
+
+
+@contextlib.contextmanager
+def start_at(layers: LayerMap, depth: int, hidden: torch.Tensor):
+    """Within this context the model's forward runs blocks ``depth..L-1`` on ``hidden``.
+
+    The view is never longer than the real list (Llama slices it to ``num_hidden_layers``);
+    at depth 0 the boundary states are the embeddings' own output, so nothing is swapped.
+    """
+    if depth == 0:
+        yield
+        return
+    parent_path, _, attr = layers.block_path.rpartition(".")
+    parent = layers.model.get_submodule(parent_path) if parent_path else layers.model
+    blocks = parent._modules[attr]
+    view = nn.ModuleList([_Inject(hidden, blocks[depth - 1]), *list(blocks)[depth:]])
+    parent._modules[attr] = view  # bypasses __setattr__: the real list comes back in `finally`
+    try:
+        yield
+    finally:
+        parent._modules[attr] = blocks
+
+
+@dataclass(frozen=True)
+class CacheKey:
+    """What the cached states depend on; a changed key means a stale cache."""
+
+    prefix: str  # hash of the frozen prefix's weights
+    depth: int
+    data: str  # hash of the token ids (and types) of the examples
+    tokenizer: str
+    dtype: str = "fp32"  # storage type
+
+    def digest(self) -> str:
+        text = f"{self.prefix}|{self.depth}|{self.data}|{self.tokenizer}|{self.dtype}"
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def prefix_fingerprint(layers: LayerMap, depth: int) -> str:
+    """Hash of the weights that produce the boundary states (embeddings + blocks < depth)."""
+    digest = hashlib.sha256()
+    units = ["embeddings"] + [f"block.{i}" for i in range(depth)]
+    for unit in units:
+        for name, param in layers.parameters(unit):
+            digest.update(name.encode())
+            digest.update(param.detach().float().cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def data_fingerprint(dataset) -> str:
+    digest = hashlib.sha256()
+    for column in ("input_ids", "token_type_ids"):
+        if column in dataset.column_names:
+            for row in dataset[column]:
+                digest.update(np.asarray(row, dtype=np.int64).tobytes())
+    return digest.hexdigest()[:16]
+
+
+class PrefixCache:
+    """Boundary states of every example of one dataset, stored flat (real tokens only)."""
+
+    def __init__(self, key: CacheKey, lengths: list[int], hidden_size: int, *, dtype: str = "fp32",
+                 ram_limit_bytes: int = 4 * 2**30):
+        self.key = key
+        self.depth = key.depth
+        self.lengths = torch.tensor(lengths)
+        self.offsets = torch.zeros(len(lengths) + 1, dtype=torch.long)
+        self.offsets[1:] = torch.cumsum(self.lengths, 0)
+        self.dtype = STORAGE_DTYPES[dtype]
+        total = int(self.offsets[-1]) * hidden_size
+        self.bytes = total * torch.finfo(self.dtype).bits // 8
+        self.on_disk = self.bytes > ram_limit_bytes
+        if self.on_disk:
+            # numpy has no bfloat16: spill as fp16 bits of the same width, or fp32.
+            np_dtype = np.float32 if self.dtype == torch.float32 else np.float16
+            self._file = tempfile.NamedTemporaryFile(prefix="freezetune-cache-", suffix=".bin")
+            memmap = np.memmap(self._file.name, dtype=np_dtype, mode="w+", shape=(int(self.offsets[-1]), hidden_size))
+            self.states = torch.from_numpy(memmap)
+        else:
+            self.states = torch.empty(int(self.offsets[-1]), hidden_size, dtype=self.dtype)
+
+    def store(self, indices: torch.Tensor, hidden: torch.Tensor, mask: torch.Tensor) -> None:
+        for row, index in enumerate(indices.tolist()):
+            start, end = int(self.offsets[index]), int(self.offsets[index + 1])
+            self.states[start:end] = hidden[row, mask[row].bool()].to(self.states.dtype).cpu()
+
+    def fetch(self, indices: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Padded ``[batch, width, hidden]`` states for a batch whose attention mask is ``mask``."""
+        batch, width = mask.shape
+        out = torch.zeros(batch, width, self.states.size(1), dtype=torch.float32)
+        for row, index in enumerate(indices.tolist()):
+            start, end = int(self.offsets[index]), int(self.offsets[index + 1])
+            out[row, mask[row].bool().cpu()] = self.states[start:end].float()
+        return out
+
+
+def build_cache(
+    layers: LayerMap,
+    depth: int,
+    loader,
+    lengths: list[int],
+    key: CacheKey,
+    *,
+    device: torch.device,
+    dtype: str = "fp32",
+    ram_limit_bytes: int = 4 * 2**30,
+    autocast_dtype: torch.dtype | None = None,
+) -> PrefixCache:
+    """Run embeddings + blocks 0..depth-1 once over ``loader`` (batches carry ``index``)."""
+    model = layers.model
+    cache = PrefixCache(key, lengths, model.config.hidden_size, dtype=dtype, ram_limit_bytes=ram_limit_bytes)
+    captured: list[torch.Tensor] = []
+
+    def capture(module, args, kwargs):
+        captured.append(args[0] if args else kwargs["hidden_states"])
+        raise _Stop
+
+    blocks = layers.blocks
+    was_training = model.training
+    model.eval()
+    # Block `depth`'s input is the boundary state; at depth L it is what the last block returns.
+    hook = (
+        blocks[depth].register_forward_pre_hook(capture, with_kwargs=True)
+        if depth < len(blocks)
+        else blocks[depth - 1].register_forward_hook(lambda m, a, k, out: capture(m, (out,), {}), with_kwargs=True)
+    )
+    try:
+        with torch.no_grad():
+            for batch in loader:
+                indices = batch.pop("index")
+                batch.pop("labels", None)
+                batch = {k: v.to(device) for k, v in batch.items()}
+                captured.clear()
+                with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+                    try:
+                        model(**batch)
+                    except _Stop:
+                        pass
+                cache.store(indices, captured[0].float(), batch["attention_mask"])
+    finally:
+        hook.remove()
+        model.train(was_training)
+    return cache
+
+
+class _Stop(Exception):
+    """Raised by the capture hook: nothing above the boundary needs to run while caching."""
+
+
+class CacheStore:
+    """Caches kept across runs of one process (a sweep trains many plans on the same data).
+
+    Looked up by the full key, so a cache is reused only for the same prefix weights, boundary,
+    examples, tokenizer and storage type; the oldest are dropped beyond the size limit.
+    """
+
+    def __init__(self) -> None:
+        self._caches: dict[str, PrefixCache] = {}
+
+    def get(self, key: CacheKey) -> PrefixCache | None:
+        return self._caches.get(key.digest())
+
+    def put(self, cache: PrefixCache, *, limit_bytes: int) -> None:
+        self._caches[cache.key.digest()] = cache
+        while sum(c.bytes for c in self._caches.values()) > limit_bytes and len(self._caches) > 1:
+            del self._caches[next(iter(self._caches))]
+
+    def clear(self) -> None:
+        self._caches.clear()
+
+
+SHARED_CACHES = CacheStore()
