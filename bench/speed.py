@@ -262,7 +262,7 @@ def plain_accuracy(forward, dataset, pad_token_id: int, batch_size: int = 64) ->
     import torch
     from torch.utils.data import DataLoader
 
-    from freezetune.io.data import collate
+    from freezetune.io.loader import collate
 
     loader = DataLoader(dataset, batch_size=batch_size, collate_fn=partial(collate, pad_token_id=pad_token_id))
     right = total = 0
@@ -279,7 +279,7 @@ def plain_accuracy(forward, dataset, pad_token_id: int, batch_size: int = 64) ->
 def arm_freezetune(model_name: str, plan: str, seed: int, sizes: dict, cache: str) -> dict:
     import torch
 
-    import freezetune.io.data as ftdata
+    import freezetune.io.loader as ftdata
     from freezetune.training.prefix_cache import PrefixCache
     from freezetune.training.finetuner import Finetuner
 
@@ -357,7 +357,7 @@ def arm_trainer(model_name: str, plan: str, seed: int, sizes: dict, use_peft: bo
     from transformers import Trainer, TrainerCallback, TrainingArguments
 
     from freezetune.measure.costs import PeakMemory
-    from freezetune.io.data import collate
+    from freezetune.io.loader import collate
     from freezetune.core.layout import LayerMap
     from freezetune.strategies.registry import resolve
 
@@ -479,7 +479,7 @@ def arm_trainer(model_name: str, plan: str, seed: int, sizes: dict, use_peft: bo
 def arm_floor(model_name: str, plan: str, seed: int, sizes: dict) -> dict:
     import torch
 
-    from freezetune.io.data import collate
+    from freezetune.io.loader import collate
 
     sys.path.insert(0, str(HERE))
     import floor

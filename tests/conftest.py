@@ -104,13 +104,3 @@ def sentiment_csv(tmp_path):
         writer.writerow(["text", "label"])
         writer.writerows(rows)
     return train
-
-
-@pytest.fixture(autouse=True)
-def fresh_prefix_caches():
-    """Caches are shared across runs of a process; each test starts without any."""
-    from freezetune.training.prefix_cache import SHARED_CACHES
-
-    SHARED_CACHES.clear()
-    yield
-    SHARED_CACHES.clear()

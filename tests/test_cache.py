@@ -6,10 +6,12 @@ import torch
 from conftest import tiny_classifier, tiny_gpt2, tiny_llama
 
 from freezetune.training.prefix_cache import CacheKey, PrefixCache, build_cache, data_fingerprint, prefix_fingerprint, start_at
-from freezetune.io.data import make_loader
+from freezetune.io.loader import make_loader
 from freezetune.core.layout import LayerMap
 from freezetune.core.model import SequenceClassifier
+from freezetune.training.callbacks import Callback
 from freezetune.training.finetuner import Finetuner
+from freezetune.training.prefix_cache import CacheStore
 
 
 def toy_dataset(n=40, vocab=100, num_labels=3, seed=0, pairs=False):
@@ -66,7 +68,7 @@ def losses(cache_mode, strategy="lower_half", **extra):
     model = tiny_classifier()
     seen = []
 
-    class Record:
+    class Record(Callback):
         def on_step_end(self, tuner, record):
             seen.append(record["loss"])
 
@@ -137,17 +139,19 @@ def test_store_and_fetch_round_trip_real_tokens_only():
 
 
 def test_a_second_run_on_the_same_data_and_prefix_reuses_the_cache():
-    from freezetune.training.prefix_cache import SHARED_CACHES
-
-    SHARED_CACHES.clear()
+    store = CacheStore()  # what a sweep hands to each of its runs
     data, held_out = toy_dataset(pairs=True), toy_dataset(n=16, seed=1, pairs=True)
-    first = Finetuner(tiny_classifier(), "lower_half", progress=False, epochs=2, batch_size=8).fit(data, held_out)
-    again = Finetuner(tiny_classifier(), "lower_half", progress=False, epochs=2, batch_size=8, lr=1e-2)
+    first = Finetuner(tiny_classifier(), "lower_half", progress=False, epochs=2, batch_size=8,
+                      cache_store=store).fit(data, held_out)
+    again = Finetuner(tiny_classifier(), "lower_half", progress=False, epochs=2, batch_size=8, lr=1e-2,
+                      cache_store=store)
     second = again.fit(data, held_out)
     assert "reused" not in first.costs["cache"] and "2 of 2 reused" in second.costs["cache"]
     other = tiny_classifier()
     with torch.no_grad():
         other.backbone.encoder.layer[0].output.dense.weight.add_(0.5)  # a different frozen prefix
-    third = Finetuner(other, "lower_half", progress=False, epochs=2, batch_size=8).fit(data, held_out)
-    assert "reused" not in third.costs["cache"]
-    SHARED_CACHES.clear()
+    third = Finetuner(other, "lower_half", progress=False, epochs=2, batch_size=8, cache_store=store)
+    assert "reused" not in third.fit(data, held_out).costs["cache"]
+    # without a store nothing is shared: each Finetuner keeps its own
+    alone = Finetuner(tiny_classifier(), "lower_half", progress=False, epochs=2, batch_size=8).fit(data, held_out)
+    assert "reused" not in alone.costs["cache"]

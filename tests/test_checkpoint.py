@@ -10,19 +10,19 @@ import pytest
 import torch
 from conftest import toy_batches
 
+from freezetune.cli import export as export_cli
+from freezetune.cli import predict as predict_cli
 from freezetune.io.checkpoint import (
     META_FILE,
     TENSORS_FILE,
-    add_export_parser,
     base_fingerprint,
-    export_hf,
-    export_peft,
     load_checkpoint,
     save_checkpoint,
 )
+from freezetune.io.export import export_hf, export_peft
 from freezetune.core.errors import FreezetuneError
 from freezetune.core.model import load_classifier
-from freezetune.runs.predict import add_predict_parser, predict_file
+from freezetune.runs.predict import predict_file
 from freezetune.training.finetuner import Finetuner
 
 LABELS3 = ["a", "b", "c"]
@@ -303,8 +303,8 @@ def test_predict_file_writes_labels_and_probabilities(sentiment_ckpt, sentiment_
 def test_cli_glue_predict_and_export(sentiment_ckpt, sentiment_csv, tmp_path, capsys):
     parser = argparse.ArgumentParser(prog="freezetune")
     commands = parser.add_subparsers(dest="command", required=True)
-    add_predict_parser(commands)
-    add_export_parser(commands)
+    predict_cli.add_parser(commands)
+    export_cli.add_parser(commands)
     out = tmp_path / "pred.csv"
     args = parser.parse_args(["predict", "--checkpoint", str(sentiment_ckpt), "--data", str(sentiment_csv),
                               "--output", str(out)])

@@ -203,7 +203,7 @@ def test_train_then_predict_and_export(tiny_model_dir, sentiment_csv, tmp_path, 
 
 
 def test_resume_an_interrupted_cli_run(tiny_model_dir, sentiment_csv, tmp_path, capsys, monkeypatch):
-    from freezetune.training import finetuner as train_module
+    from freezetune.training.loop import Loop
 
     args = train_args(tiny_model_dir, sentiment_csv, tmp_path / "whole", "--epochs", "3", "--strategy", "top_k:2",
                       "--retention", "cka", "--retention-limit", "8")
@@ -211,7 +211,7 @@ def test_resume_an_interrupted_cli_run(tiny_model_dir, sentiment_csv, tmp_path, 
     whole = json.loads((tmp_path / "whole" / "metrics.json").read_text())
 
     calls = {"n": 0}
-    original = train_module.Finetuner._run_epoch
+    original = Loop.epoch
 
     def interrupted(self, *a, **k):
         calls["n"] += 1
@@ -219,12 +219,12 @@ def test_resume_an_interrupted_cli_run(tiny_model_dir, sentiment_csv, tmp_path, 
             raise KeyboardInterrupt  # killed during the second epoch
         return original(self, *a, **k)
 
-    monkeypatch.setattr(train_module.Finetuner, "_run_epoch", interrupted)
+    monkeypatch.setattr(Loop, "epoch", interrupted)
     cut = tmp_path / "cut"
     code, _, err = run_cli(train_args(tiny_model_dir, sentiment_csv, cut, "--epochs", "3", "--strategy", "top_k:2",
                                       "--retention", "cka", "--retention-limit", "8"), capsys)
     assert code == 130 and (cut / "resume" / "state.pt").is_file() and not (cut / "metrics.json").exists()
-    monkeypatch.setattr(train_module.Finetuner, "_run_epoch", original)
+    monkeypatch.setattr(Loop, "epoch", original)
     code, _, err = run_cli(["train", "--resume", str(cut), "--lr", "0.5"], capsys)
     assert code == 2 and "changed settings" in err
     assert main(["train", "--resume", str(cut)]) == 0

@@ -1,4 +1,4 @@
-"""Tests for freezetune.data (reading, splitting, tokenizing, batching) and freezetune.io.defaults."""
+"""Tests for freezetune.io tables (reading), data (splitting, tokenizing), loader (batching) and defaults."""
 
 from __future__ import annotations
 
@@ -13,9 +13,8 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
-from freezetune.io import data
-
-from freezetune.io import defaults
+from freezetune.io import data, defaults, tables
+from freezetune.io.loader import collate, make_loader
 from freezetune.core.errors import FreezetuneError
 
 
@@ -48,7 +47,7 @@ def test_every_format_reads_the_same_table(tmp_path):
     expected.to_json(tmp_path / "t.json", orient="records")  # a JSON array, not lines
     expected.to_parquet(tmp_path / "t.parquet")
     for name in ["t.csv", "t.tsv", "t.jsonl", "t.json", "t.parquet"]:
-        frame = data.read_table(tmp_path / name)
+        frame = tables.read_table(tmp_path / name)
         assert list(frame.columns) == ["text", "label"], name
         assert frame["text"].tolist() == expected["text"].tolist(), name
         assert [int(x) for x in frame["label"]] == [1, 0, 1], name
@@ -57,16 +56,16 @@ def test_every_format_reads_the_same_table(tmp_path):
 def test_explicit_format_overrides_extension(tmp_path):
     path = tmp_path / "data.txt"
     path.write_text("a\tb\nx\ty\n")
-    assert data.read_table(path, file_format="tsv")["b"].tolist() == ["y"]
+    assert tables.read_table(path, file_format="tsv")["b"].tolist() == ["y"]
     with pytest.raises(FreezetuneError, match=r"\.csv.*\.tsv.*\.parquet"):
-        data.read_table(path)
+        tables.read_table(path)
 
 
 def test_tsv_with_stray_quotes_keeps_every_row(tmp_path):
     lines = ['"no way, he said\t0', "a normal line\t1", '"and another\t0', 'closing quote" here\t1', "last\t0"]
     path = tmp_path / "stray.tsv"
     path.write_text("sentence\tlabel\n" + "\n".join(lines) + "\n")
-    frame = data.read_table(path)
+    frame = tables.read_table(path)
     assert len(frame) == len(lines)
     assert frame["sentence"].tolist()[0] == '"no way, he said'
     # The trap this guards against: quote-aware parsing merges rows.
@@ -76,21 +75,21 @@ def test_tsv_with_stray_quotes_keeps_every_row(tmp_path):
 def test_utf8_bom_is_stripped_from_the_header(tmp_path):
     path = tmp_path / "bom.tsv"
     path.write_bytes("\ufeffQuality\tString\n1\thello\n".encode("utf-8"))
-    assert list(data.read_table(path).columns) == ["Quality", "String"]
-    assert list(data.read_table(path, encoding="utf-8").columns) == ["Quality", "String"]
+    assert list(tables.read_table(path).columns) == ["Quality", "String"]
+    assert list(tables.read_table(path, encoding="utf-8").columns) == ["Quality", "String"]
 
 
 def test_headerless_tsv_gets_string_column_names(tmp_path):
     path = tmp_path / "cola.tsv"
     path.write_text("gj04\t1\t\tOur friends won't buy this.\ngj04\t0\t*\tThey drank the pub.\n")
-    frame = data.read_table(path, header=False)
+    frame = tables.read_table(path, header=False)
     assert list(frame.columns) == ["0", "1", "2", "3"]
     assert frame["3"].tolist() == ["Our friends won't buy this.", "They drank the pub."]
 
 
 def test_only_empty_fields_are_missing(tmp_path):
     path = write_csv(tmp_path / "na.csv", [("NA", "x"), ("null", "y"), ("", "z")])
-    texts = data.read_table(path)["text"].tolist()
+    texts = tables.read_table(path)["text"].tolist()
     assert texts[:2] == ["NA", "null"] and pd.isna(texts[2])
 
 
@@ -98,17 +97,17 @@ def test_latin1_is_detected_and_explicit_utf8_fails(tmp_path, caplog):
     path = tmp_path / "latin.csv"
     path.write_bytes("text,label\ncaf\u00e9 cr\u00e8me,pos\nplain,neg\n".encode("latin-1"))
     caplog.set_level(logging.INFO, logger="freezetune")
-    assert data.read_table(path)["text"].tolist()[0] == "caf\u00e9 cr\u00e8me"
+    assert tables.read_table(path)["text"].tolist()[0] == "caf\u00e9 cr\u00e8me"
     assert "read it as" in caplog.text and "latin.csv" in caplog.text
     with pytest.raises(FreezetuneError, match=r"latin\.csv.*not valid utf-8.*byte offset 14.*--encoding latin-1"):
-        data.read_table(path, encoding="utf-8")
-    assert data.read_table(path, encoding="latin-1")["text"].tolist()[0] == "caf\u00e9 cr\u00e8me"
+        tables.read_table(path, encoding="utf-8")
+    assert tables.read_table(path, encoding="latin-1")["text"].tolist()[0] == "caf\u00e9 cr\u00e8me"
 
 
 def test_bytes_undefined_in_cp1252_fall_back_to_latin1(tmp_path):
     path = tmp_path / "odd.csv"
     path.write_bytes(b"text,label\nx\x81y\xe9,pos\n")  # 0x81 is undefined in cp1252
-    assert data.read_table(path)["text"].tolist() == ["x\x81y\u00e9"]
+    assert tables.read_table(path)["text"].tolist() == ["x\x81y\u00e9"]
 
 
 @pytest.mark.parametrize(
@@ -130,14 +129,14 @@ def test_read_errors_are_one_line(tmp_path, content, name, pattern):
     if content is not None:
         path.write_bytes(content)
     with pytest.raises(FreezetuneError, match=pattern) as info:
-        data.read_table(path)
+        tables.read_table(path)
     assert "\n" not in str(info.value)
 
 
 def test_unknown_encoding(tmp_path):
     path = write_csv(tmp_path / "a.csv", [("x", "y")])
     with pytest.raises(FreezetuneError, match="unknown encoding"):
-        data.read_table(path, encoding="no-such-codec")
+        tables.read_table(path, encoding="no-such-codec")
 
 
 # --------------------------------------------------------------------------- load_classification_data
@@ -287,7 +286,7 @@ def varied(tokenizer):
 
 
 def test_collate_pads_to_the_longest():
-    batch = data.collate([
+    batch = collate([
         {"input_ids": [5, 6, 7], "attention_mask": [1, 1, 1], "token_type_ids": [0, 0, 1], "labels": 1},
         {"input_ids": [5], "attention_mask": [1], "token_type_ids": [0], "labels": 0},
     ], pad_token_id=9)
@@ -298,7 +297,7 @@ def test_collate_pads_to_the_longest():
 
 
 def test_collate_makes_masks_and_pads_token_labels():
-    batch = data.collate([{"input_ids": [1, 2], "labels": [1, 2]}, {"input_ids": [3], "labels": [3]}])
+    batch = collate([{"input_ids": [1, 2], "labels": [1, 2]}, {"input_ids": [3], "labels": [3]}])
     assert batch["attention_mask"].tolist() == [[1, 1], [1, 0]]
     assert batch["labels"].tolist() == [[1, 2], [3, -100]]
     assert "token_type_ids" not in batch
@@ -306,7 +305,7 @@ def test_collate_makes_masks_and_pads_token_labels():
 
 @pytest.mark.parametrize("bucket", [False, True])
 def test_loader_batches_are_padded_and_cover_everything(varied, bucket):
-    loader = data.make_loader(varied, batch_size=16, shuffle=True, seed=3, pad_token_id=0, bucket=bucket)
+    loader = make_loader(varied, batch_size=16, shuffle=True, seed=3, pad_token_id=0, bucket=bucket)
     seen = []
     for batch in loader:
         lengths = batch["attention_mask"].sum(1)
@@ -322,7 +321,7 @@ def test_loader_batches_are_padded_and_cover_everything(varied, bucket):
 @pytest.mark.parametrize("bucket", [False, True])
 def test_loader_order_depends_only_on_the_seed(varied, bucket):
     def order(seed, epochs=2):
-        loader = data.make_loader(varied, batch_size=8, shuffle=True, seed=seed, bucket=bucket)
+        loader = make_loader(varied, batch_size=8, shuffle=True, seed=seed, bucket=bucket)
         return [b["attention_mask"].sum(1).tolist() + b["labels"].tolist() for _ in range(epochs) for b in loader]
 
     first = order(0)
@@ -332,13 +331,13 @@ def test_loader_order_depends_only_on_the_seed(varied, bucket):
 
 
 def test_unshuffled_loader_keeps_file_order(varied):
-    labels = [x for b in data.make_loader(varied, batch_size=7, shuffle=False) for x in b["labels"].tolist()]
+    labels = [x for b in make_loader(varied, batch_size=7, shuffle=False) for x in b["labels"].tolist()]
     assert labels == varied["labels"]
 
 
 def test_bucketing_reduces_padding(varied):
     def padded_cells(bucket):
-        loader = data.make_loader(varied, batch_size=8, shuffle=True, seed=0, bucket=bucket)
+        loader = make_loader(varied, batch_size=8, shuffle=True, seed=0, bucket=bucket)
         return sum(int((b["attention_mask"] == 0).sum()) for b in loader)
 
     assert padded_cells(True) < padded_cells(False) / 3
@@ -381,7 +380,7 @@ def test_mrpc_keeps_every_row(tokenizer):
         pytest.skip("../shared/data/glue/MRPC is not available")
     path = shared / "glue/MRPC/train.tsv"
     expected = sum(1 for line in io.open(path, encoding="utf-8-sig") if line.strip()) - 1  # minus header
-    frame = data.read_table(path)
+    frame = tables.read_table(path)
     assert len(frame) == expected
     assert frame.columns[0] == "Quality"
     result = data.load_classification_data(

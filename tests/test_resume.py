@@ -7,11 +7,12 @@ from test_cache import toy_dataset
 
 from freezetune.core.errors import FreezetuneError
 from freezetune.core.plan import Plan
+from freezetune.runs.finetuner import Finetuner
+from freezetune.training.callbacks import Callback
 from freezetune.training.resume import load_state
-from freezetune.training.finetuner import Finetuner
 
 
-class StopAt:
+class StopAt(Callback):
     def __init__(self, step):
         self.step = step
 

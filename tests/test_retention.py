@@ -13,12 +13,12 @@ import math
 import pytest
 import torch
 
-from freezetune.measure import retention
+from freezetune.measure import references, retention
 from freezetune.io.defaults import default_model_path, shared_data_dir
 from freezetune.core.errors import FreezetuneError
 
 VOCAB = 30522
-TEXTS = list(retention.BUILTIN_SENTENCES[:16])
+TEXTS = list(references.BUILTIN_SENTENCES[:16])
 PAIRS = (
     ["A man is playing a guitar.", "A dog runs in the park.", "The stock market fell today.",
      "A woman is cooking dinner.", "Children are swimming.", "The cat sleeps on the sofa."],
@@ -159,33 +159,33 @@ def test_embed_on_causal_lm_uses_body(gpt2, tokenizer):
 def test_load_sts_pairs_user_files_and_errors(tmp_path):
     csv_path = tmp_path / "pairs.csv"
     csv_path.write_text('sentence1,sentence2,score\n"a, b",c,1.5\nd,e,4\nf,g,\nh,i,2\n')
-    first, second, scores = retention.load_sts_pairs(csv_path)
+    first, second, scores = references.load_sts_pairs(csv_path)
     assert first == ["a, b", "d", "h"] and second == ["c", "e", "i"] and scores == [1.5, 4.0, 2.0]
     jsonl = tmp_path / "pairs.jsonl"
     rows = [{"sentence1": f"s{i}", "sentence2": f"t{i}", "score": i} for i in range(10)]
     jsonl.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    first, _, scores = retention.load_sts_pairs(jsonl, limit=5)
+    first, _, scores = references.load_sts_pairs(jsonl, limit=5)
     assert first == ["s0", "s2", "s4", "s6", "s8"] and scores == [0, 2, 4, 6, 8]  # evenly spread
     bad = tmp_path / "bad.csv"
     bad.write_text("text,label\nx,1\ny,0\n")
     with pytest.raises(FreezetuneError, match="--reference-data must point to scored pairs"):
-        retention.load_sts_pairs(bad)
+        references.load_sts_pairs(bad)
     with pytest.raises(FreezetuneError, match="--reference-data"):
-        retention.load_sts_pairs(tmp_path / "missing.tsv")
+        references.load_sts_pairs(tmp_path / "missing.tsv")
 
 
 def test_missing_shared_data_errors(no_shared_data):
     with pytest.raises(FreezetuneError, match="--reference-data must point to scored pairs"):
-        retention.load_sts_pairs()
+        references.load_sts_pairs()
     with pytest.raises(FreezetuneError, match="--reference-data"):
-        retention.load_reference_text()
-    assert retention.load_reference_texts() == list(retention.BUILTIN_SENTENCES)
-    assert len(retention.BUILTIN_SENTENCES) >= 40
+        references.load_reference_text()
+    assert references.load_reference_texts() == list(references.BUILTIN_SENTENCES)
+    assert len(references.BUILTIN_SENTENCES) >= 40
 
 
 @pytest.mark.skipif(shared_data_dir() is None, reason="../shared/data is absent")
 def test_default_sts_b_dev_has_every_row():
-    first, second, scores = retention.load_sts_pairs()
+    first, second, scores = references.load_sts_pairs()
     assert len(first) == len(second) == len(scores) == 1500  # quoting off: no row lost
     assert min(scores) >= 0.0 and max(scores) <= 5.0
 
@@ -194,13 +194,13 @@ def test_default_sts_b_dev_has_every_row():
 
 
 def test_perplexity_untrained_is_about_vocab_size(gpt2, tokenizer):
-    text = " ".join(retention.BUILTIN_SENTENCES)
+    text = " ".join(references.BUILTIN_SENTENCES)
     ppl = retention.perplexity(gpt2, tokenizer, text, max_tokens=200, window=64)
     assert VOCAB / 3 < ppl < VOCAB * 3
 
 
 def test_perplexity_matches_hf_loss_in_one_window(gpt2, tokenizer):
-    text = " ".join(retention.BUILTIN_SENTENCES[:3])
+    text = " ".join(references.BUILTIN_SENTENCES[:3])
     ids = tokenizer(text)["input_ids"]
     assert len(ids) < 64
     gpt2.eval()  # built from config: train mode, dropout on
@@ -212,7 +212,7 @@ def test_perplexity_matches_hf_loss_in_one_window(gpt2, tokenizer):
 
 
 def test_perplexity_respects_max_tokens_window_and_stride(gpt2, tokenizer):
-    text = " ".join(retention.BUILTIN_SENTENCES)
+    text = " ".join(references.BUILTIN_SENTENCES)
     seen = []
     hook = gpt2.register_forward_pre_hook(lambda m, a, kw: seen.append(kw["input_ids"].shape[1]), with_kwargs=True)
     try:
@@ -244,7 +244,7 @@ def test_measure_sts_unchanged_and_perturbed(bert, tokenizer):
 
 def test_measure_ppl_unchanged_and_perturbed(gpt2, tokenizer, tmp_path):
     text_file = tmp_path / "ref.txt"
-    text_file.write_text(" ".join(retention.BUILTIN_SENTENCES))
+    text_file.write_text(" ".join(references.BUILTIN_SENTENCES))
     same = retention.measure(gpt2, gpt2, tokenizer, reference_data=str(text_file), limit=120)
     assert same["reference"] == "ppl" and same["higher_is_better"] is False
     assert same["change"] == 0.0 and same["n"] == 119
@@ -297,6 +297,6 @@ def test_minilm_sts_b_spearman():
 
     path = default_model_path()
     backbone = load_classifier(path, 2).backbone
-    pairs = retention.load_sts_pairs(limit=500)
+    pairs = references.load_sts_pairs(limit=500)
     assert retention.resolve_reference(backbone) == "sts"
     assert 0.85 <= retention.sts_spearman(backbone, load_tokenizer(path), pairs) <= 0.90

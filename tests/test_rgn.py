@@ -9,15 +9,15 @@ from conftest import tiny_classifier, toy_batches
 from freezetune.core.layout import LayerMap
 from freezetune.core.plan import Plan
 from freezetune.scoring.rgn import RelativeGradientNorms, multipliers
-from freezetune.scoring.select import scoring_sample
-from freezetune.strategies.registry import resolve
-from freezetune.training.finetuner import Finetuner
+from freezetune.runs.finetuner import Finetuner
+from freezetune.scoring.rgn import RgnCallback
+from freezetune.strategies.registry import ResolveContext, resolve
 
 
 def rgn_plan_for(model):
     layers = LayerMap.from_model(model)
-    with scoring_sample(toy_batches) as context:
-        plan = resolve("auto_rgn", layers)
+    context = ResolveContext(model=model, sample=toy_batches)
+    plan = resolve("auto_rgn", layers, context)
     return layers, plan, context
 
 
@@ -31,11 +31,10 @@ def test_auto_rgn_plan_trains_everything_with_per_tensor_rates():
     assert max(rates[n] for n in layers.block_of_tensor()) == pytest.approx(1.0)
     assert plan.apply(model, layers) == sum(p.numel() for p in model.parameters())
     assert Plan.from_json(plan.to_json()) == plan
-    assert "auto_rgn: first-epoch rate multipliers" in context.records[0]["explanation"]
+    assert "auto_rgn: first-epoch rate multipliers" in context.selections[0]["explanation"]
     assert "per-tensor lr x" in plan.describe(layers)
     # the common options still apply: embeddings frozen on request, their rates unused
-    with scoring_sample(toy_batches):
-        assert not resolve("auto_rgn:embeddings=false", layers).embeddings
+    assert not resolve("auto_rgn:embeddings=false", layers, ResolveContext(sample=toy_batches)).embeddings
 
 
 def test_multipliers_are_normalised_by_the_best_block_tensor_and_capped():
@@ -64,6 +63,7 @@ def test_finetuner_gives_every_tensor_its_rate_and_remeasures_each_epoch():
     model = tiny_classifier()
     layers, plan, _ = rgn_plan_for(model)
     tuner = Finetuner(model, plan, progress=False, lr=1e-3, epochs=3, warmup_ratio=0.0)
+    assert sum(isinstance(c, RgnCallback) for c in tuner.callbacks) == 1  # the plan brings its re-measurement
     groups = tuner.optimizer.param_groups
     assert len(groups) == len(list(model.parameters()))  # one group per tensor
     rates = dict(plan.tensor_lr_multipliers)

@@ -19,14 +19,14 @@ from freezetune.core.plan import Plan
 from freezetune.scoring.scorers import (
     SCORERS,
     LayerScores,
-    add_score_parser,
-    nc1,
-    sample_batches,
     score,
-    semantic_deviation,
 )
-from freezetune.scoring.select import auto_plan, explain, scoring_sample, select_blocks, select_tensors
-from freezetune.strategies.registry import resolve
+from freezetune.scoring.forward_scorers import nc1, semantic_deviation
+from freezetune.scoring.sample import sample_batches
+from freezetune.cli import score as score_command
+from freezetune.scoring.auto import auto_plan
+from freezetune.scoring.select import explain, select_blocks, select_tensors
+from freezetune.strategies.registry import ResolveContext, resolve
 
 BLOCK = 8544  # parameters of one tiny-BERT block
 TOTAL = 39651  # the whole tiny mean-pooled classifier
@@ -352,25 +352,24 @@ def test_select_tensors_errors():
 def test_auto_plan_scores_the_runs_sample():
     model, batches = clustered_model_and_batches(scramble_block=2)
     layers = LayerMap.from_model(model)
-    with scoring_sample(lambda: batches) as context:
-        plan = auto_plan(layers, scorer="semantic", budget=1, contiguous=False)
+    context = ResolveContext(model=model, sample=lambda: batches)
+    plan = auto_plan(layers, context, scorer="semantic", budget=1, contiguous=False)
     assert plan.blocks == (2,)
-    assert len(context.records) == 1 and "chosen: blocks 2" in context.records[0]["explanation"]
-    with pytest.raises(FreezetuneError, match="needs a labelled sample"):
-        auto_plan(layers, scorer="semantic", budget=1)
+    assert len(context.selections) == 1 and "chosen: blocks 2" in context.selections[0]["explanation"]
+    with pytest.raises(FreezetuneError, match="scores the model on labelled data"):
+        auto_plan(layers, ResolveContext(model=model), scorer="semantic", budget=1)
     with pytest.raises(FreezetuneError, match="smaller than one block"):
-        auto_plan(layers, scorer="semantic", budget=0.01, sample=batches)
+        auto_plan(layers, ResolveContext(sample=batches), scorer="semantic", budget=0.01)
 
 
 def test_auto_at_tensor_granularity_through_the_spec():
     model, batches = clustered_model_and_batches(scramble_block=2)
     layers = LayerMap.from_model(model)
-    with scoring_sample(lambda: batches) as context:
-        plan = resolve("auto:gradient:granularity=tensor:budget=3", layers)
+    context = ResolveContext(model=model, sample=lambda: batches)
+    plan = resolve("auto:gradient:granularity=tensor:budget=3", layers, context)
     assert len(plan.tensors) == 3 and plan.spec == "auto:gradient:granularity=tensor:budget=3"
-    assert "tensor granularity, the 3 best tensors" in context.records[0]["explanation"]
-    with scoring_sample(lambda: batches):
-        by_threshold = resolve("auto:fisher:granularity=tensor:threshold=0.5", layers)
+    assert "tensor granularity, the 3 best tensors" in context.selections[0]["explanation"]
+    by_threshold = resolve("auto:fisher:granularity=tensor:threshold=0.5", layers, ResolveContext(sample=batches))
     scores = score(model, batches, "fisher")
     assert set(by_threshold.tensors) == {n for n in block_owner(layers) if scores.tensor_scores[n] >= 0.5}
 
@@ -382,8 +381,8 @@ def test_auto_at_tensor_granularity_through_the_spec():
 ])
 def test_auto_tensor_granularity_errors(spec, message):
     model, batches = clustered_model_and_batches(scramble_block=2)
-    with scoring_sample(lambda: batches), pytest.raises(FreezetuneError, match=message):
-        resolve(spec, LayerMap.from_model(model))
+    with pytest.raises(FreezetuneError, match=message):
+        resolve(spec, LayerMap.from_model(model), ResolveContext(sample=batches))
 
 
 # ---------------------------------------------------------------------- data and CLI glue
@@ -409,7 +408,7 @@ def test_sample_batches_is_seeded_and_capped():
 
 def test_score_command(tiny_model_dir, sentiment_csv, tmp_path, capsys):
     parser = argparse.ArgumentParser()
-    add_score_parser(parser.add_subparsers())
+    score_command.add_parser(parser.add_subparsers())
     args = parser.parse_args([
         "score", "--model", tiny_model_dir, "--data", str(sentiment_csv), "--scorer", "semantic",
         "--scorer", "fisher", "--samples", "32", "--plot", str(tmp_path / "s.png"), "--json", str(tmp_path / "s.json"),

@@ -1,7 +1,7 @@
 """Every strategy's exact semantics and trainable-parameter counts; the spec grammar; errors."""
 
 import pytest
-from conftest import tiny_classifier, tiny_gpt2, tiny_llama
+from conftest import tiny_classifier, tiny_gpt2, tiny_llama, toy_batches
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -9,7 +9,8 @@ from freezetune.core.errors import FreezetuneError
 from freezetune.core.layout import LayerMap
 from freezetune.core.plan import Plan
 from freezetune.core.spec import parse_blocks, parse_spec
-from freezetune.strategies.registry import REGISTRY, listing, resolve
+import freezetune.scoring  # noqa: F401  (the scoring layer registers auto and auto_rgn)
+from freezetune.strategies.registry import REGISTRY, ResolveContext, listing, needs_context, register, resolve
 
 BLOCK = 8544  # tiny BERT block (see test_layout)
 HEAD = 99  # mean-pooled classifier head
@@ -84,17 +85,38 @@ def test_tied_embedding_trains_only_with_embeddings():
     assert model.lm_head.weight.requires_grad
 
 
-@pytest.mark.parametrize("name", sorted(set(REGISTRY) - {"auto", "auto_rgn"}))  # they need data: test_scoring, test_rgn
+def example_spec(name: str, layers: LayerMap) -> str:
+    """A valid spec of every strategy that needs an argument."""
+    first_tensor = next(iter(layers.block_of_tensor()))
+    return {"layers": "layers:1", "tensors": f"tensors:{first_tensor}", "auto": "auto:gradient:budget=2"}.get(name, name)
+
+
+def test_the_registry_holds_every_strategy_and_refuses_a_duplicate():
+    assert {"full", "head_only", "lower_half", "alternate", "top_k", "depth", "layers", "tensors", "attention",
+            "ffn", "norm", "bias", "lora", "auto", "auto_rgn"} <= set(REGISTRY)
+    with pytest.raises(ValueError, match="registered twice"):
+        register("full")(lambda layers: Plan())
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
 @pytest.mark.parametrize("factory", [tiny_classifier, tiny_gpt2, tiny_llama])
-def test_every_registered_strategy_resolves_and_round_trips(name, factory):
+def test_every_registered_strategy_resolves_round_trips_and_reloads(name, factory):
+    """Every plan reloads twice over: from its JSON (plan.json) and from its spec (config.yaml)."""
     model = factory()
     layers = LayerMap.from_model(model)
-    spec = {"layers": "layers:1"}.get(name, name)
-    plan = resolve(spec, layers)
+    spec = example_spec(name, layers)
+    context = ResolveContext(model=model, sample=toy_batches(num_labels=3))
+    if REGISTRY[name].needs_context and factory is not tiny_classifier:
+        with pytest.raises(FreezetuneError, match="classifier"):  # scorers read a classification head
+            resolve(spec, layers, context)
+        return
+    plan = resolve(spec, layers, context)
     assert Plan.from_json(plan.to_json()) == plan
     assert hash(plan) == hash(Plan.from_json(plan.to_json()))
     assert plan.spec == spec
+    assert resolve(plan.spec, layers, ResolveContext(model=model, sample=toy_batches(num_labels=3))) == plan
     assert "total" in plan.describe(layers)
+    assert needs_context(spec) == REGISTRY[name].needs_context
 
 
 def test_lr_decay_gives_discriminative_multipliers():

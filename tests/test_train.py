@@ -7,7 +7,8 @@ from conftest import tiny_classifier, toy_batches
 from freezetune.core.errors import FreezetuneError
 from freezetune.core.layout import frozen_state
 from freezetune.core.plan import Plan
-from freezetune.training.finetuner import Finetuner, default_lr
+from freezetune.strategies.lr_policy import default_lr
+from freezetune.training.finetuner import Finetuner
 
 
 def quiet(**kw):
@@ -47,7 +48,7 @@ def test_no_gradient_reaches_the_frozen_prefix():
 def test_frozen_prefix_runs_in_eval_mode_and_suffix_in_train_mode():
     model = tiny_classifier()
     tuner = Finetuner(model, "top_k:2", **quiet())
-    tuner._set_modes(True)
+    tuner.set_modes(True)
     blocks = model.backbone.encoder.layer
     assert not model.backbone.embeddings.dropout.training
     assert not blocks[0].training and not blocks[1].training
@@ -74,7 +75,7 @@ def test_gradient_accumulation_matches_a_big_batch():
         model.eval()
         tuner = Finetuner(model, "full", **quiet(optimizer="sgd", momentum=0.0, lr=0.5, grad_accum=accum,
                                                    max_steps=1, warmup_ratio=0, max_grad_norm=None))
-        tuner._set_modes = lambda training=True: model.eval()  # no dropout: compare exactly
+        tuner.set_modes = lambda training=True: model.eval()  # no dropout: compare exactly
         tuner.fit(batches)
         # SGD: Adam's first step is ~lr * sign(g), which amplifies rounding noise near g = 0
         return torch.cat([p.detach().flatten() for p in model.parameters()])

@@ -1,18 +1,61 @@
-"""freezetune: decide where to fine-tune a pretrained transformer, then fine-tune there, fast."""
+"""freezetune: decide where to fine-tune a pretrained transformer, then fine-tune there, fast.
 
-from freezetune.core.config import DataConfig, ModelConfig, TrainConfig
-from freezetune.core.errors import FreezetuneError
-from freezetune.core.layout import LayerMap
-from freezetune.core.model import load_classifier, load_tokenizer
-from freezetune.core.plan import LoraSpec, Plan
-from freezetune.io.data import load_classification_data
-from freezetune.strategies.registry import REGISTRY as STRATEGIES
-from freezetune.strategies.registry import resolve
-from freezetune.training.finetuner import Finetuner
+The public API is imported on first use (PEP 562), so ``import freezetune`` and the command
+line's ``--help`` stay instant: torch loads only when something that needs it is touched.
+``from freezetune import Finetuner`` works as usual.
+"""
+
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "DataConfig", "Finetuner", "FreezetuneError", "LayerMap", "LoraSpec", "ModelConfig", "Plan",
-    "STRATEGIES", "TrainConfig", "load_classification_data", "load_classifier", "load_tokenizer", "resolve",
-]
+# public name -> the module that defines it
+_PUBLIC = {
+    "DataConfig": "freezetune.core.config",
+    "ModelConfig": "freezetune.core.config",
+    "TrainConfig": "freezetune.core.config",
+    "FreezetuneError": "freezetune.core.errors",
+    "LayerMap": "freezetune.core.layout",
+    "load_classifier": "freezetune.core.model",
+    "load_tokenizer": "freezetune.core.model",
+    "LoraSpec": "freezetune.core.plan",
+    "Plan": "freezetune.core.plan",
+    "load_classification_data": "freezetune.io.data",
+    "Task": "freezetune.tasks.task",
+    "SequenceClassification": "freezetune.tasks.classification",
+    "ResolveContext": "freezetune.strategies.registry",
+    # through runs, which imports scoring: the registry is complete once `auto` and `auto_rgn` are in it
+    "STRATEGIES": "freezetune.runs",
+    "resolve": "freezetune.runs",
+    "Schedule": "freezetune.strategies.schedules",
+    "Callback": "freezetune.training.callbacks",
+    "CacheStore": "freezetune.training.prefix_cache",
+    "FitResult": "freezetune.training.state",
+    "sample_batches": "freezetune.scoring.sample",
+    "score": "freezetune.scoring.scorers",
+    "Finetuner": "freezetune.runs.finetuner",
+    "RunSpec": "freezetune.runs.run",
+    "run_training": "freezetune.runs.run",
+    "Sweep": "freezetune.runs.sweep",
+    "run_sweep": "freezetune.runs.sweep",
+}
+_LAYERS = ("core", "io", "measure", "tasks", "strategies", "training", "scoring", "runs")
+
+__all__ = sorted([*_PUBLIC, "__version__"])
+
+
+def __getattr__(name: str):
+    if name in _PUBLIC:
+        value = getattr(importlib.import_module(_PUBLIC[name]), name)
+    elif name in _LAYERS:
+        value = importlib.import_module(f"freezetune.{name}")
+    else:
+        raise AttributeError(f"module 'freezetune' has no attribute {name!r}")
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_PUBLIC, *_LAYERS])

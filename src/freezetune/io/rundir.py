@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import yaml
 
 from freezetune.core.errors import FreezetuneError
+from freezetune.core.helpers import atomic_write_text
 
 # Files whose presence marks a folder as a freezetune run.
 RUN_MARKERS: tuple[str, ...] = ("config.yaml", "metrics.json", "metrics.jsonl")
@@ -81,20 +81,7 @@ class RunDir:
         """Write ``text`` to ``name`` atomically: readers see the old file or the new one."""
         target = self.file(name)
         self._ensure()
-        target.parent.mkdir(parents=True, exist_ok=True)
-        # The temp file lives in the target's folder so os.replace is a same-filesystem
-        # rename (atomic); a temp file in /tmp could be on another device.
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return target
+        return atomic_write_text(target, text)
 
     def write_json(self, name: str, obj: Any) -> Path:
         return self.write_text(name, json.dumps(obj, indent=2, default=_to_jsonable) + "\n")

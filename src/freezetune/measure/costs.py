@@ -12,14 +12,14 @@ from typing import Any
 import psutil
 import torch
 
+from freezetune.core.helpers import pick_device
+
 DeviceLike = str | torch.device | None
 
 
 def _resolve_device(device: DeviceLike) -> torch.device:
     """None means "where training would run": CUDA when available, else CPU."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    return pick_device() if device is None else torch.device(device)
 
 
 def _is_cuda(device: torch.device) -> bool:

@@ -87,16 +87,16 @@ def classification_metrics(
     }
 
 
-def is_better(metric: str, new: float, old: float | None) -> bool:
+def is_better(metric: str, new: float, old: float | None, directions: dict[str, str] = METRIC_DIRECTIONS) -> bool:
     """True when ``new`` is strictly better than ``old`` for ``metric``.
 
     ``old`` is None before the first evaluation, so anything (except NaN) beats it. A NaN
     ``new`` (a diverged loss) is never better, so it can't become the best checkpoint.
     """
     try:
-        direction = METRIC_DIRECTIONS[metric]
+        direction = directions[metric]
     except KeyError:
-        known = ", ".join(sorted(METRIC_DIRECTIONS))
+        known = ", ".join(sorted(directions))
         raise FreezetuneError(
             f"unknown metric {metric!r} to monitor; choose one of: {known}"
         ) from None

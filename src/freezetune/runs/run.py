@@ -18,20 +18,24 @@ from typing import Any
 import numpy as np
 import torch
 
-from freezetune.io import defaults
-from freezetune.io.checkpoint import base_fingerprint, save_checkpoint
 from freezetune.core.config import DataConfig, ModelConfig, TrainConfig
-from freezetune.io.data import ClassificationData, load_classification_data
+from freezetune.core.errors import FreezetuneError
 from freezetune.core.layout import LayerMap
 from freezetune.core.model import load_classifier, load_tokenizer
-from freezetune.core.errors import FreezetuneError
-from freezetune.training.resume import changed_settings, load_state
-from freezetune.measure.retention import measure, resolve_reference
+from freezetune.io import defaults
+from freezetune.io.checkpoint import base_fingerprint, save_checkpoint
+from freezetune.io.data import ClassificationData, load_classification_data
 from freezetune.io.rundir import RunDir
-from freezetune.scoring.scorers import sample_batches
-from freezetune.scoring.select import scoring_sample
+from freezetune.measure.retention import measure, resolve_reference
+from freezetune.training.finetuner import Finetuner
+from freezetune.scoring.resolve import Resolution, resolve_strategy
+from freezetune.scoring.sample import sample_batches
 from freezetune.strategies.registry import check_spec
-from freezetune.training.finetuner import Finetuner, FitResult
+from freezetune.tasks.classification import SequenceClassification
+from freezetune.training.callbacks import Callback
+from freezetune.training.prefix_cache import CacheStore
+from freezetune.training.resume import changed_settings, load_state
+from freezetune.training.state import FitResult
 
 log = logging.getLogger("freezetune")
 
@@ -114,8 +118,19 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-class MetricsLogger:
-    """Finetuner callback writing step and evaluation records to ``metrics.jsonl``."""
+@dataclass
+class RunCaches:
+    """What the runs of one sweep reuse: frozen-prefix caches and the base model's retention score.
+
+    A sweep makes one and hands it to each of its runs; a lone run gets a fresh one.
+    """
+
+    prefix: CacheStore = field(default_factory=CacheStore)
+    retention_before: dict[tuple, float] = field(default_factory=dict)
+
+
+class MetricsLogger(Callback):
+    """Writes step and evaluation records to ``metrics.jsonl``."""
 
     def __init__(self, run_dir: RunDir, every: int = 10):
         self.run_dir, self.every = run_dir, every
@@ -152,8 +167,6 @@ def load_data(spec: RunSpec, tokenizer) -> ClassificationData:
     )
 
 
-# Base scores of the retention reference, shared by the runs of one process (a sweep).
-_RETENTION_BEFORE: dict[tuple, float] = {}
 # Settings that may differ between an interrupted run and its resumption.
 RESUME_IGNORES = {"progress", "output", "overwrite"}
 
@@ -161,7 +174,7 @@ RESUME_IGNORES = {"progress", "output", "overwrite"}
 class _Retention:
     """Measures the pretrained skill before training (once per base) and after it."""
 
-    def __init__(self, spec: RunSpec, model, tokenizer):
+    def __init__(self, spec: RunSpec, model, tokenizer, before: dict[tuple, float]):
         d = spec.data
         self.kind = resolve_reference(model.backbone, d.retention, d.retention_data)
         self.options = dict(reference=self.kind, reference_data=d.retention_data, limit=d.retention_limit,
@@ -169,20 +182,25 @@ class _Retention:
         self.key = (spec.model.model, spec.model.gguf_file, model.pooling, *map(str, self.options.values()))
         # CKA compares with the untouched base, so keep a copy; sts/ppl only need its score.
         self.base = copy.deepcopy(model.backbone) if self.kind == "cka" else None
-        if self.kind != "cka" and self.key not in _RETENTION_BEFORE:
-            _RETENTION_BEFORE[self.key] = measure(model.backbone, None, tokenizer, **self.options)["before"]
+        self.before = before
+        if self.kind != "cka" and self.key not in before:
+            before[self.key] = measure(model.backbone, None, tokenizer, **self.options)["before"]
 
     def after(self, model, tokenizer) -> dict[str, Any]:
         base = self.base if self.base is not None else model.backbone
-        return measure(base, model.backbone, tokenizer, before=_RETENTION_BEFORE.get(self.key), **self.options)
+        return measure(base, model.backbone, tokenizer, before=self.before.get(self.key), **self.options)
 
 
 def run_training(
-    spec: RunSpec, *, data: ClassificationData | None = None, tokenizer=None, resume: bool = False
+    spec: RunSpec, *, data: ClassificationData | None = None, tokenizer=None, resume: bool = False,
+    caches: RunCaches | None = None, resolution: Resolution | None = None,
 ) -> RunResult:
     """Train one plan as ``spec`` says; write the run folder when ``spec.output`` is set.
 
-    ``data`` and ``tokenizer`` may be passed in to share one tokenization across runs.
+    ``data`` and ``tokenizer`` may be passed in to share one tokenization across runs, ``caches``
+    to share prefix caches and retention scores. ``resolution`` is ``spec.strategy`` already
+    resolved (a sweep scores ``auto`` once per seed and trains exactly that plan); without it the
+    strategy is resolved here, measuring strategies on a sample of the training data.
     ``resume=True`` continues the interrupted run in ``spec.output`` (same settings required).
     """
     spec = spec.resolved()
@@ -199,38 +217,41 @@ def run_training(
         tokenizer = load_tokenizer(m.model, gguf_file=m.gguf_file)
     if data is None:
         data = load_data(spec, tokenizer)
-    seed_everything(spec.train.seed)  # the head's initialisation depends on the seed alone
-    model = load_classifier(m.model, len(data.label_names), pooling=m.pooling, gguf_file=m.gguf_file)
+    caches = caches or RunCaches()
+    task = SequenceClassification(data.label_names)
+    model = load_model(spec, task)
     spec.model.pooling = model.pooling
     fingerprint = base_fingerprint(model.backbone) if run_dir else None  # before training changes it
-    retention = _Retention(spec, model, tokenizer) if spec.data.retention != "none" else None
-    callbacks = [MetricsLogger(run_dir)] if run_dir else []
+    retention = _Retention(spec, model, tokenizer, caches.retention_before) if spec.data.retention != "none" else None
     pad_id = tokenizer.pad_token_id or 0
-    # `auto` plans score blocks on a sample of the training data while the plan is resolved.
-    with scoring_sample(lambda: sample_batches(data.train, seed=spec.train.seed, pad_token_id=pad_id)) as scoring:
-        tuner = Finetuner(
-            model,
-            spec.strategy,
-            config=spec.train,
-            label_names=data.label_names,
-            pad_token_id=pad_id,
-            tokenizer_name=getattr(tokenizer, "name_or_path", ""),
-            state_dir=str(run_dir.file("resume")) if run_dir else None,
-            state_key=_resume_key(spec),
-            callbacks=callbacks,
-        )
+    if resolution is None:
+        # Measuring strategies score on a sample of the training data, drawn only if one asks.
+        resolution = resolve_strategy(spec.strategy, model, task=task, sample=lambda: sample_batches(
+            data.train, seed=spec.train.seed, pad_token_id=pad_id))
+    tuner = Finetuner(
+        model,
+        resolution.strategy,
+        config=spec.train,
+        task=task,
+        pad_token_id=pad_id,
+        tokenizer_name=getattr(tokenizer, "name_or_path", ""),
+        state_dir=str(run_dir.file("resume")) if run_dir else None,
+        state_key=_resume_key(spec),
+        callbacks=[*([MetricsLogger(run_dir)] if run_dir else []), *resolution.callbacks],
+        cache_store=caches.prefix,
+    )
     log.info("plan:\n%s", tuner.plan.describe(tuner.layers))
-    for record in scoring.records:
-        log.info("%s", record["explanation"])
+    for selection in resolution.selections:
+        log.info("%s", selection["explanation"])
         if run_dir:
-            run_dir.write_json("scores.json", record["scores"].to_dict())
-            run_dir.write_text("selection.txt", record["explanation"] + "\n")
+            run_dir.write_json("scores.json", selection["scores"].to_dict())
+            run_dir.write_text("selection.txt", selection["explanation"] + "\n")
     if run_dir and not resume:
         # Written once the inputs proved good and before training, so an interrupted run can resume.
         run_dir.write_yaml("config.yaml", spec.flat())
     fit = tuner.fit(data.train, data.validation, resume=saved_state)
-    if scoring.records:
-        scoring_s = sum(r["scores"].seconds for r in scoring.records)
+    if resolution.selections:
+        scoring_s = resolution.scoring_s
         fit.costs["scoring_s"] = scoring_s
         fit.costs["scoring_share_of_training"] = scoring_s / fit.costs["train_time_s"]
         log.info("scoring took %.1f s = %.1f%% of this run's training (%.1f s)", scoring_s,
@@ -262,6 +283,13 @@ def run_training(
         _write_run(run_dir, result, tuner.layers)
         shutil.rmtree(run_dir.file("resume"), ignore_errors=True)  # finished: the state is dead weight
     return result
+
+
+def load_model(spec: RunSpec, task: SequenceClassification):
+    """The run's model: its head's initialisation depends on the seed alone."""
+    seed_everything(spec.train.seed)
+    m = spec.model
+    return load_classifier(m.model, len(task.label_names), pooling=m.pooling, gguf_file=m.gguf_file)
 
 
 def _resume_key(spec: RunSpec) -> dict[str, Any]:

@@ -24,12 +24,16 @@ from pathlib import Path
 from typing import Any
 
 from freezetune.core.errors import FreezetuneError
-from freezetune.measure.metrics import format_table
+from freezetune.core.layout import LayerMap
+from freezetune.core.model import load_tokenizer
 from freezetune.io.rundir import RunDir
-from freezetune.scoring.scorers import sample_batches
-from freezetune.scoring.select import scoring_sample
-from freezetune.runs.run import RunSpec, load_data, run_training
-from freezetune.strategies.registry import check_spec, resolve
+from freezetune.runs.run import RunCaches, RunSpec, load_data, load_model, run_training
+from freezetune.runs.tables import results_table
+from freezetune.scoring.resolve import Resolution, resolve_strategy
+from freezetune.scoring.sample import sample_batches
+from freezetune.strategies.lr_policy import default_lr
+from freezetune.strategies.registry import check_spec, needs_context
+from freezetune.tasks.classification import SequenceClassification
 
 log = logging.getLogger("freezetune")
 
@@ -67,9 +71,7 @@ def run_hash(spec: RunSpec) -> str:
     return hashlib.sha256(json.dumps(flat, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
-def _learning_rates(sweep: Sweep, plan, layers) -> list[float | None]:
-    from freezetune.training.finetuner import default_lr
-
+def _learning_rates(sweep: Sweep, plan, layers) -> list[float]:
     default = default_lr(plan, layers)
     if sweep.lr_grid is None:
         # The default is written out, so a run is the same run (same hash) whichever way its rate was asked for.
@@ -83,10 +85,12 @@ def _stats(values: list[float]) -> tuple[float, float]:
 
 
 def run_sweep(sweep: Sweep) -> list[dict[str, Any]]:
-    """Train every (plan, lr, seed) not already finished; return one row per plan."""
-    from freezetune.core.model import load_classifier, load_tokenizer
-    from freezetune.core.layout import LayerMap
+    """Train every (plan, lr, seed) not already finished; return one row per plan.
 
+    A measuring strategy (``auto``) is scored once per seed, on that seed's sample and a model
+    with that seed's head, exactly as a lone run would; the plan it chose sets the seed's rates
+    and is the plan every run of that seed trains.
+    """
     for strategy in sweep.strategies:
         check_spec(strategy)
     if len(set(sweep.strategies)) != len(sweep.strategies):
@@ -98,24 +102,33 @@ def run_sweep(sweep: Sweep) -> list[dict[str, Any]]:
     base = sweep.base.resolved()
     base.train.validate()
     tokenizer = load_tokenizer(base.model.model, gguf_file=base.model.gguf_file)
-    data_spec = replace(base, train=replace(base.train, seed=sweep.data_seed))
-    data = load_data(data_spec, tokenizer)
-    probe = load_classifier(base.model.model, len(data.label_names), pooling=base.model.pooling,
-                            gguf_file=base.model.gguf_file)
-    layers = LayerMap.from_model(probe)
+    data = load_data(replace(base, train=replace(base.train, seed=sweep.data_seed)), tokenizer)
+    task = SequenceClassification(data.label_names)
     pad_id = tokenizer.pad_token_id or 0
-    with scoring_sample(lambda: sample_batches(data.train, seed=sweep.data_seed, pad_token_id=pad_id)):
-        # resolved once, before the first run: bad block ranges fail early, auto scores once here
-        plans = {s: resolve(s, layers) for s in sweep.strategies}
-    plan_rates = {s: _learning_rates(sweep, plans[s], layers) for s in sweep.strategies}
+    caches = RunCaches()  # every run of this sweep reuses the same prefix caches and retention scores
+
+    probe = load_model(base, task)
+    layers = LayerMap.from_model(probe)
+
+    def resolution(strategy: str, seed: int) -> Resolution:
+        if not needs_context(strategy):
+            return resolve_strategy(strategy, probe)
+        model = load_model(replace(base, train=replace(base.train, seed=seed)), task)
+        return resolve_strategy(strategy, model, task=task, sample=lambda: sample_batches(
+            data.train, seed=seed, pad_token_id=pad_id))
+
+    # Everything is resolved before the first run, so a bad block range fails early.
+    plans = {(s, seed): resolution(s, seed) for s in sweep.strategies for seed in sweep.seeds}
+    rates = {key: _learning_rates(sweep, r.strategy, layers) for key, r in plans.items()}
     del probe, layers
-    total = sum(len(r) for r in plan_rates.values()) * len(sweep.seeds)
+    total = sum(len(r) for r in rates.values())
     done = 0
     rows = []
     for strategy in sweep.strategies:
-        by_lr: dict[float, list[dict[str, Any]]] = {}
-        for lr in plan_rates[strategy]:
-            for seed in sweep.seeds:
+        by_step: dict[int, list[dict[str, Any]]] = {}
+        for seed in sweep.seeds:
+            key = (strategy, seed)
+            for step, lr in enumerate(rates[key]):
                 spec = replace(base, strategy=strategy, train=replace(base.train, seed=seed, lr=lr))
                 folder = Path(sweep.runs or out / "runs") / f"{strategy.replace(':', '_')}-{run_hash(spec)}"
                 done += 1
@@ -123,11 +136,13 @@ def run_sweep(sweep: Sweep) -> list[dict[str, Any]]:
                 if summary is None or sweep.overwrite:
                     log.info("[%d/%d] %s lr=%s seed=%d", done, total, strategy, lr, seed)
                     spec = replace(spec, output=str(folder), overwrite=True)
-                    summary = _summary(run_training(spec, data=data, tokenizer=tokenizer))
+                    result = run_training(spec, data=data, tokenizer=tokenizer, caches=caches,
+                                          resolution=plans[key].fresh())
+                    summary = _summary(result)
                 else:
                     log.info("[%d/%d] %s lr=%s seed=%d: already done", done, total, strategy, lr, seed)
-                by_lr.setdefault(summary["lr"], []).append(summary)
-        rows.append(_aggregate(strategy, by_lr))
+                by_step.setdefault(step, []).append(summary)
+        rows.append(_aggregate(strategy, by_step))
     _write_results(out, rows, sweep)
     return rows
 
@@ -147,12 +162,17 @@ def _finished(folder: Path) -> dict[str, Any] | None:
     return {**saved["summary"], "validation_accuracy": saved["validation"]["accuracy"]}
 
 
-def _aggregate(strategy: str, by_lr: dict[float, list[dict[str, Any]]]) -> dict[str, Any]:
-    """Pick the rate by mean validation accuracy; report that rate's numbers over seeds."""
-    best_lr = max(by_lr, key=lambda lr: statistics.fmean(r["validation_accuracy"] for r in by_lr[lr]))
-    runs = by_lr[best_lr]
-    row: dict[str, Any] = {"strategy": strategy, "lr": best_lr, "seeds": len(runs),
-                           "lrs_tried": sorted(by_lr), "reported_split": runs[0]["reported_split"]}
+def _aggregate(strategy: str, by_step: dict[int, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Pick the grid step by mean validation accuracy; report its numbers over seeds.
+
+    Steps, not rates, are compared: an `auto` plan may choose another plan (so another default
+    rate) for each seed, and its seeds' runs at "default x 3" belong together.
+    """
+    best = max(by_step, key=lambda step: statistics.fmean(r["validation_accuracy"] for r in by_step[step]))
+    runs = by_step[best]
+    row: dict[str, Any] = {"strategy": strategy, "lr": statistics.median(r["lr"] for r in runs), "seeds": len(runs),
+                           "lrs_tried": sorted({r["lr"] for step in by_step.values() for r in step}),
+                           "reported_split": runs[0]["reported_split"]}
     for key in ("accuracy", "macro_f1", "mcc", "validation_accuracy"):
         row[key], row[f"{key}_std"] = _stats([r[key] for r in runs])
     for key in ("train_time_s", "time_per_epoch_s", "steady_step_s", "peak_memory_bytes"):
@@ -164,27 +184,6 @@ def _aggregate(strategy: str, by_lr: dict[float, list[dict[str, Any]]]) -> dict[
     row["accuracy_pm"] = f"{row['accuracy']:.3f} ± {row['accuracy_std']:.3f}"
     row["peak_mib"] = row["peak_memory_bytes"] / 2**20
     return row
-
-
-COLUMNS = [
-    ("strategy", "strategy", ""),
-    ("accuracy_pm", "accuracy (mean ± std)", ""),
-    ("macro_f1", "macro-F1", ".3f"),
-    ("lr", "lr", ".0e"),
-    ("retention_after", "retention", ".3f"),
-    ("trainable_params", "trainable", ",.0f"),
-    ("checkpoint_bytes", "ckpt bytes", ",.0f"),
-    ("train_time_s", "train s", ".1f"),
-    ("steady_step_s", "s/step", ".3f"),
-    ("peak_mib", "peak MiB", ".0f"),
-]
-
-
-def results_table(rows: list[dict[str, Any]]) -> str:
-    split = rows[0]["reported_split"] if rows else "test"
-    columns = [(k, h.replace("accuracy", f"{split} accuracy", 1) if k == "accuracy_pm" else h, f)
-               for k, h, f in COLUMNS]
-    return format_table(rows, columns)
 
 
 def _write_results(out: Path, rows: list[dict[str, Any]], sweep: Sweep) -> None:

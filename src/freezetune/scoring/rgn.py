@@ -17,12 +17,17 @@ hardest move fastest and the rest barely move. What freezetune does, exactly:
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import torch
 
 from freezetune.core.layout import LayerMap
 from freezetune.core.plan import Plan
+from freezetune.scoring.auto import scored_model
+from freezetune.scoring.scorers import score
+from freezetune.strategies.registry import ResolveContext, register
+from freezetune.training.callbacks import Callback
 
 
 def multipliers(rgn: dict[str, float], reference: Iterable[str]) -> dict[str, float]:
@@ -43,20 +48,24 @@ def unit_means(values: dict[str, float], layers: LayerMap) -> dict[str, float]:
     return means
 
 
-def rgn_plan(layers: LayerMap, *, embeddings: bool = True) -> Plan:
-    """Everything trains (the embeddings too unless ``embeddings=False``), with per-tensor rates."""
-    from freezetune.scoring.scorers import score
-    from freezetune.scoring.select import context_sample, record
+@register("auto_rgn", needs_context=True)
+def auto_rgn(layers: LayerMap, context: ResolveContext) -> Plan:
+    """Auto-RGN: everything trains, each tensor's rate scaled by its relative gradient norm, every epoch."""
+    return rgn_plan(layers, context)
 
-    result = score(layers.model, context_sample("auto_rgn"), "gradient", layers=layers)
+
+def rgn_plan(layers: LayerMap, context: ResolveContext, *, embeddings: bool = True) -> Plan:
+    """Everything trains (the embeddings too unless ``embeddings=False``), with per-tensor rates."""
+    model = scored_model(layers, context, "auto_rgn")
+    result = score(model, context.batches("auto_rgn"), "gradient", layers=layers)
     # The scorer's tensor scores are RGN / the best block tensor's RGN: the same normalisation.
     first = {n: min(1.0, v) for n, v in result.tensor_scores.items()}
     means = unit_means(first, layers)
-    record(result, "\n".join([
+    context.selections.append({"scores": result, "explanation": "\n".join([
         f"auto_rgn: first-epoch rate multipliers on {result.samples} examples (parameter-weighted mean per unit "
         "of RGN / the largest block tensor's RGN, capped at 1); re-measured after every epoch",
         *(f"{unit:<12} {value:.3f}" for unit, value in means.items()),
-    ]))
+    ])})
     return Plan(
         blocks=tuple(range(layers.num_blocks)),
         embeddings=embeddings,
@@ -101,3 +110,32 @@ class RelativeGradientNorms:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.sums, self.steps = dict(state["sums"]), int(state["steps"])
+
+
+class RgnCallback(Callback):
+    """Auto-RGN's re-measurement: each epoch's mean RGN per tensor sets the next epoch's rates."""
+
+    def __init__(self) -> None:
+        self.norms = RelativeGradientNorms()
+        self.log: list[dict[str, float]] = []  # per-unit rate multipliers, epoch by epoch
+
+    def on_fit_start(self, tuner) -> None:
+        self.log = [unit_means(dict(tuner.plan.tensor_lr_multipliers), tuner.layers)]
+
+    def before_optimizer_step(self, tuner) -> None:
+        self.norms.add(tuner.optimizer)
+
+    def on_epoch_end(self, tuner, state, total_steps: int) -> None:
+        if state.step < total_steps:  # the last epoch's rates would never be used
+            new = self.norms.rescale(tuner.optimizer, tuner.lr, tuner.layers.block_of_tensor())
+            self.log.append(unit_means(new, tuner.layers))
+
+    def on_fit_end(self, tuner, result) -> None:
+        result.costs["rgn_lr_multipliers"] = self.log
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"log": self.log, "sums": self.norms.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.log = state["log"]
+        self.norms.load_state_dict(state["sums"])

@@ -9,24 +9,22 @@
 * :func:`select_tensors` — tensor granularity: individual block weight tensors by a per-tensor
   score (gradient, snr, fisher), the best under a count or parameter-share budget, or all above
   a threshold; the plan's ``tensors`` field names them.
-* :func:`auto_plan`, :func:`scoring_sample`, :func:`context_sample` — what the scoring
-  strategies (``auto``, ``auto_rgn``) need: the model is ``layers.model``; the labelled sample
-  comes from the run (a context variable), because a strategy function only receives the LayerMap.
+
+Both return plans whose ``spec`` reloads without scoring (``layers:...``, ``tensors:...``);
+:func:`explain` and :func:`explain_tensors` say why they chose what they chose.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import numbers
-from contextvars import ContextVar
-from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 
 from freezetune.core.errors import FreezetuneError
 from freezetune.core.layout import LayerMap, block_unit
 from freezetune.core.plan import Plan
-from freezetune.scoring.scorers import DEFAULT_SAMPLES, TENSOR_SCORERS, LayerScores, score
+from freezetune.scoring.result import LayerScores
 
 # ---------------------------------------------------------------------- budgets
 @dataclass(frozen=True)
@@ -63,6 +61,11 @@ def _budget(layers: LayerMap, budget: float | int) -> _Budget:
     if k > n:
         raise FreezetuneError(f"budget of {k} blocks exceeds this model's {n} blocks (0..{n - 1})")
     return _Budget(f"at most {k} of {n} blocks", lambda blocks: len(blocks) <= k)
+
+
+def check_budget(layers: LayerMap, budget: float | int) -> None:
+    """Fail on a bad block budget before anything is scored."""
+    _budget(layers, budget)
 
 
 def _check_scores(scores: LayerScores, layers: LayerMap) -> list[float]:
@@ -211,10 +214,11 @@ def select_tensors(model, layers: LayerMap, scores: LayerScores | Mapping[str, f
     block is still cached.
     """
     chosen, _ = _choose_tensors(model, layers, _tensor_values(scores), budget, threshold)
-    how = f"threshold={threshold:g}" if threshold is not None else f"budget={budget:g}"
     owner = layers.block_of_tensor()
     blocks = tuple(sorted({owner[n] for n in chosen}))
-    plan = Plan(blocks=blocks, head=head, tensors=tuple(chosen), spec=f"tensors:{how}")
+    # The spec names the tensors (the `tensors` strategy), so the plan reloads without scoring.
+    spec = f"tensors:{'+'.join(sorted(chosen))}" + ("" if head else ":head=false")
+    plan = Plan(blocks=blocks, head=head, tensors=tuple(chosen), spec=spec)
     return plan.validate(layers)
 
 
@@ -236,88 +240,3 @@ def explain_tensors(model, layers: LayerMap, scores: LayerScores, *, budget: flo
         f"of the model; frozen prefix depth {blocks[0]}); head trains, embeddings frozen"
     )
     return "\n".join(lines)
-
-
-# ---------------------------------------------------------------------- the `auto` strategy's data
-@dataclass
-class ScoringContext:
-    """The labelled sample a run lends to ``auto``, and what ``auto`` did with it."""
-
-    sample: list[dict] | Callable[[], list[dict]]
-    records: list[dict[str, Any]] = field(default_factory=list)  # {"scores": LayerScores, "explanation": str}
-
-    def batches(self) -> list[dict]:
-        if callable(self.sample):
-            self.sample = self.sample()  # built on first use: runs without `auto` never pay for it
-        return self.sample
-
-
-_CONTEXT: ContextVar[ScoringContext | None] = ContextVar("freezetune_scoring_context", default=None)
-
-
-@contextlib.contextmanager
-def scoring_sample(sample: list[dict] | Callable[[], list[dict]]):
-    """Within this block, ``auto`` scores on ``sample`` (padded labelled batches, or a factory)."""
-    context = ScoringContext(sample)
-    token = _CONTEXT.set(context)
-    try:
-        yield context
-    finally:
-        _CONTEXT.reset(token)
-
-
-def context_sample(strategy: str) -> list[dict]:
-    """The labelled sample the current run lends to scoring strategies."""
-    context = _CONTEXT.get()
-    if context is None:
-        raise FreezetuneError(
-            f"{strategy} needs a labelled sample to score: run it through `freezetune train` / run_training, "
-            "or wrap the call in freezetune.scoring.select.scoring_sample(batches)"
-        )
-    return context.batches()
-
-
-def record(scores: LayerScores, explanation: str) -> None:
-    """Keep what a scoring strategy measured and why it chose, for the run folder and the log."""
-    context = _CONTEXT.get()
-    if context is not None:
-        context.records.append({"scores": scores, "explanation": explanation})
-
-
-GRANULARITIES = ("block", "tensor")
-
-
-def auto_plan(layers: LayerMap, *, scorer: str = "semantic", budget: float = 0.25, contiguous: bool = True,
-              granularity: str = "block", threshold: float | None = None,
-              sample: list[dict] | None = None, max_samples: int = DEFAULT_SAMPLES) -> Plan:
-    """Score ``layers.model`` on the run's sample (or ``sample``); select blocks or tensors.
-
-    Block granularity: the blocks worth training under ``budget`` (see :func:`select_blocks`).
-    Tensor granularity: the block tensors with the best per-tensor scores under ``budget`` (a
-    count, or a parameter share), or every one scoring >= ``threshold`` when it is given.
-    """
-    if granularity not in GRANULARITIES:
-        raise FreezetuneError(f"unknown granularity {granularity!r}; choose block or tensor")
-    if granularity == "block":
-        if threshold is not None:
-            raise FreezetuneError("a score threshold selects tensors: add granularity=tensor, or give a budget")
-        _budget(layers, budget)  # a bad budget fails before any scoring
-    elif scorer not in TENSOR_SCORERS:
-        raise FreezetuneError(
-            f"scorer {scorer!r} scores blocks only; tensor granularity needs one of {', '.join(TENSOR_SCORERS)}"
-        )
-    if sample is None:
-        sample = context_sample("auto")
-    model = layers.model
-    if not hasattr(model, "classifier"):
-        raise FreezetuneError("auto scores a sequence classifier (freezetune's SequenceClassifier)")
-    result = score(model, sample, scorer, layers=layers, max_samples=max_samples)
-    if granularity == "tensor":
-        limit = None if threshold is not None else budget
-        plan = select_tensors(model, layers, result, budget=limit, threshold=threshold)
-        why = explain_tensors(model, layers, result, budget=limit, threshold=threshold)
-    else:
-        plan = select_blocks(result, layers, budget=budget, contiguous=contiguous)
-        why = explain(result, layers, budget=budget, contiguous=contiguous)
-    record(result, why)  # the run logs it and writes selection.txt
-    return plan

@@ -202,10 +202,11 @@ class _Stop(Exception):
 
 
 class CacheStore:
-    """Caches kept across runs of one process (a sweep trains many plans on the same data).
+    """Caches kept across runs: a sweep owns one and hands it to each of its runs.
 
     Looked up by the full key, so a cache is reused only for the same prefix weights, boundary,
-    examples, tokenizer and storage type; the oldest are dropped beyond the size limit.
+    examples, tokenizer and storage type; the oldest are dropped beyond the size limit. A
+    Finetuner given no store makes its own, so nothing is shared behind anyone's back.
     """
 
     def __init__(self) -> None:
@@ -222,5 +223,3 @@ class CacheStore:
     def clear(self) -> None:
         self._caches.clear()
 
-
-SHARED_CACHES = CacheStore()

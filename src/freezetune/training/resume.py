@@ -10,18 +10,23 @@ RNGs, so on a CPU the final weights are bit-identical to an uninterrupted run.
 
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from freezetune.core.errors import FreezetuneError
+from freezetune.core.helpers import atomic_write
+from freezetune.core.plan import Plan
+from freezetune.training.state import TrainState
+
+if TYPE_CHECKING:  # typing only: the Finetuner imports this module
+    from freezetune.training.finetuner import Finetuner
 
 STATE_FILE = "state.pt"
-FORMAT = 1
+FORMAT = 2  # 2: callbacks keep their own state (Auto-RGN's sums moved into its callback)
 
 
 def loader_generators(loader) -> list[torch.Generator]:
@@ -49,13 +54,50 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 def save_state(folder: str | Path, state: dict[str, Any]) -> Path:
     """Write atomically: a run killed while saving keeps its previous state."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / STATE_FILE
-    temporary = folder / f".{STATE_FILE}.tmp"
-    torch.save({"format": FORMAT, **state}, temporary)
-    os.replace(temporary, target)
-    return target
+    return atomic_write(Path(folder) / STATE_FILE, lambda handle: torch.save({"format": FORMAT, **state}, handle),
+                        binary=True)
+
+
+def snapshot(tuner: Finetuner, state: TrainState) -> dict[str, Any]:
+    """Everything needed to continue ``tuner``'s fit exactly where it is (after an optimizer step)."""
+    return {
+        "config": tuner.state_key,
+        "step": state.step,
+        "epoch": state.epoch,
+        "batches_done": state.batches_done,
+        "epoch_order": state.epoch_order,
+        "rng": rng_state(),
+        "plan": tuner.plan.to_dict(),
+        "lr": tuner.lr,
+        "trainable": tuner.trainable_state(),
+        "optimizer": tuner.optimizer.state_dict(),
+        "best": {k: getattr(state, k) for k in TrainState.BEST_FIELDS},
+        "callbacks": {key: callback.state_dict() for key, callback in _keyed(tuner.callbacks).items()},
+    }
+
+
+def restore(tuner: Finetuner, saved: dict[str, Any], state: TrainState, train_loader) -> int:
+    """Load a saved state into ``tuner`` and ``state``; return how many batches of its epoch were trained on."""
+    if saved["config"] != tuner.state_key:
+        raise FreezetuneError("the saved state belongs to a different configuration; start a new run")
+    tuner.lr = saved["lr"]
+    tuner.switch_plan(Plan.from_dict(saved["plan"]))
+    tuner.build_optimizer()  # the saved optimizer state must map onto fresh groups
+    tuner.load_trainable(saved["trainable"])
+    tuner.optimizer.load_state_dict(saved["optimizer"])
+    for key, value in saved["best"].items():
+        setattr(state, key, value)
+    for key, callback in _keyed(tuner.callbacks).items():
+        if saved["callbacks"].get(key) is not None:
+            callback.load_state_dict(saved["callbacks"][key])
+    state.step, state.epoch = saved["step"], saved["epoch"]
+    state.batches_done, state.epoch_order = saved["batches_done"], saved["epoch_order"]
+    for generator, order in zip(loader_generators(train_loader), saved["epoch_order"]):
+        generator.set_state(order)
+    state.resume_rng = saved["rng"]
+    if state.batches_done == 0:
+        set_rng_state(saved["rng"])
+    return state.batches_done
 
 
 def load_state(folder: str | Path) -> dict[str, Any]:
@@ -75,3 +117,12 @@ def changed_settings(saved: dict[str, Any], current: dict[str, Any], ignore: set
     """Settings that differ between the interrupted run and the resuming one."""
     keys = sorted((set(saved) | set(current)) - ignore)
     return [f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in keys if saved.get(k) != current.get(k)]
+
+
+def _keyed(callbacks) -> dict[str, Any]:
+    """Callbacks by class name and occurrence, so a resumed run may add or drop stateless ones."""
+    keyed: dict[str, Any] = {}
+    for callback in callbacks:
+        name = type(callback).__qualname__
+        keyed[f"{name}#{sum(k.startswith(name + '#') for k in keyed)}"] = callback
+    return keyed

@@ -1,0 +1,48 @@
+"""``freezetune export``: a checkpoint as a Hugging Face model folder or a PEFT adapter.
+
+Only light imports here: the library is reached at run time through ``freezetune.runs``,
+so building the parser (``--help``) loads no torch or transformers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import freezetune
+
+
+def add_parser(commands) -> argparse.ArgumentParser:
+    parser = commands.add_parser(
+        "export",
+        help="export a checkpoint as a Hugging Face model folder or a PEFT adapter",
+        description=(
+            "Rebuild the model from its base and the compact checkpoint, then write it as a plain "
+            "Hugging Face folder (LoRA merged) or as a PEFT LoRA adapter."
+        ),
+    )
+    parser.add_argument("--checkpoint", required=True, metavar="RUN_OR_CKPT",
+                        help="checkpoint folder, or a run folder holding checkpoint/")
+    parser.add_argument("--to", required=True, metavar="FOLDER",
+                        help="new or empty folder to write (an existing non-empty folder is refused)")
+    parser.add_argument("--format", default="hf", choices=("hf", "peft"),
+                        help="hf: config.json + model.safetensors + tokenizer for "
+                             "AutoModelForSequenceClassification; peft: the LoRA adapter only "
+                             "(LoRA checkpoints) (default: hf)")
+    parser.add_argument("--model", default=None, metavar="PATH",
+                        help="base model folder, when it moved since training (default: the path "
+                             "recorded in the checkpoint; its weights must match the checkpoint's fingerprint)")
+    parser.set_defaults(run=run)
+    return parser
+
+
+def run(args) -> int:
+    if args.format == "peft":
+        to = freezetune.runs.export_peft(args.checkpoint, args.to, base_path=args.model)
+        print(f"wrote PEFT adapter to {to}; load it with PeftModel.from_pretrained(base_model, {str(to)!r})")
+        return 0
+    to = freezetune.runs.export_hf(args.checkpoint, args.to, base_path=args.model)
+    remote = json.loads((to / "freezetune.json").read_text())["trust_remote_code"]
+    how = f"AutoModelForSequenceClassification.from_pretrained({str(to)!r}{', trust_remote_code=True' if remote else ''})"
+    print(f"wrote Hugging Face model to {to}; load it with {how}")
+    return 0

@@ -1,0 +1,97 @@
+"""Flags derived from the config dataclasses, YAML configs with the same keys, and the strategy help.
+
+Flags come from the dataclasses in core/config.py, so ``--help``, YAML keys and the Python API
+never drift apart. Precedence: defaults < ``--config FILE.yaml`` < flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import types
+import typing
+from dataclasses import fields
+from pathlib import Path
+
+from freezetune.core.config import DataConfig, ModelConfig, TrainConfig, field_help
+from freezetune.core.errors import FreezetuneError
+
+STRATEGY_HELP = (
+    "what trains, in the plan-spec grammar NAME[:VALUE][:KEY=VALUE...]: full, head_only, "
+    "lower_half, alternate (blocks 0,2,4,... and embeddings frozen), top_k:2, depth:3, "
+    "layers:0,3,10-12, attention|ffn|norm|bias (BitFit), lora:r=8:blocks=4,5, "
+    "auto:semantic:budget=0.25 (scores blocks on the data and picks); options for all: "
+    "embeddings=true, head=false, modules=attention+norm, lr_decay=2.6. Blocks are numbered "
+    "from 0 at the input. `freezetune strategies` lists everything"
+)
+
+
+def _base_type(annotation) -> type:
+    """``int | None`` -> int; ``str`` -> str."""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        return next(a for a in typing.get_args(annotation) if a is not type(None))
+    return annotation
+
+
+def _optional(kind: type):
+    def convert(text: str):
+        return None if text.lower() in ("none", "null") else kind(text)
+
+    convert.__name__ = kind.__name__
+    return convert
+
+
+def add_dataclass_flags(parser: argparse.ArgumentParser, cls, title: str) -> None:
+    group = parser.add_argument_group(title, cls.__doc__)
+    hints = typing.get_type_hints(cls)
+    for name, info in field_help(cls).items():
+        kind = _base_type(hints[name])
+        flag = f"--{name.replace('_', '-')}"
+        choices = f"; one of {', '.join(info['choices'])}" if info.get("choices") else ""
+        help_text = f"{info['help']} (default: {info['default']}{choices})".replace("%", "%%")  # argparse formats %
+        if kind is bool:
+            group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, help=help_text)
+        else:
+            aliases = [f"--{name}"] if "_" in name else []  # YAML-style spelling works too
+            group.add_argument(
+                # "none" means None, except where it is one of the choices (--retention none)
+                flag, *aliases, dest=name, type=kind if info.get("choices") else _optional(kind),
+                choices=info.get("choices"), help=help_text, metavar=kind.__name__.upper(),
+            )
+        parser.set_defaults(**{name: info["default"]})
+
+
+def add_run_flags(parser: argparse.ArgumentParser) -> None:
+    """The data, model and training flags every training command shares."""
+    add_dataclass_flags(parser, DataConfig, "data")
+    add_dataclass_flags(parser, ModelConfig, "model")
+    add_dataclass_flags(parser, TrainConfig, "training")
+
+
+def add_config_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="YAML file whose keys are these flags' names; flags override it")
+
+
+def config_values(path: str, parser: argparse.ArgumentParser) -> dict:
+    """Read a YAML config; its keys are the flags' names (dashes or underscores)."""
+    import yaml
+
+    file = Path(path)
+    if not file.is_file():
+        raise FreezetuneError(f"no such config file: {path}")
+    try:
+        values = yaml.safe_load(file.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise FreezetuneError(f"{path} is not valid YAML: {str(error).splitlines()[0]}") from None
+    if not isinstance(values, dict):
+        raise FreezetuneError(f"{path} must be a mapping of option: value")
+    known = {a.dest for a in parser._actions}
+    values = {str(k).replace("-", "_"): v for k, v in values.items()}
+    unknown = sorted(set(values) - known - {"config"})
+    if unknown:
+        raise FreezetuneError(f"{path}: unknown key {unknown[0]!r}; keys are the flag names of `freezetune train --help`")
+    return values
+
+
+def pick(namespace: argparse.Namespace, cls):
+    """The dataclass ``cls`` filled from the parsed flags of the same names."""
+    return cls(**{f.name: getattr(namespace, f.name) for f in fields(cls)})

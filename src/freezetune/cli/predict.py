@@ -1,0 +1,63 @@
+"""``freezetune predict``: label a file with a trained checkpoint.
+
+Only light imports here: the library is reached at run time through ``freezetune.runs``,
+so building the parser (``--help``) loads no torch or transformers.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import freezetune
+
+
+def add_parser(commands) -> argparse.ArgumentParser:
+    parser = commands.add_parser(
+        "predict",
+        help="label a file with a trained checkpoint",
+        description=(
+            "Read a CSV / TSV / JSONL / Parquet file and write it back as CSV with a `prediction` "
+            "column (the label name) and one `prob_<label>` column per label."
+        ),
+    )
+    parser.add_argument("--checkpoint", required=True, metavar="RUN_OR_CKPT",
+                        help="checkpoint folder, or a run folder holding checkpoint/")
+    parser.add_argument("--data", required=True, metavar="FILE",
+                        help="file to label (CSV, TSV, JSONL, Parquet)")
+    parser.add_argument("--text-column", default=None, metavar="NAME",
+                        help="column holding the text (default: the one used in training, else text)")
+    parser.add_argument("--text-pair-column", default=None, metavar="NAME",
+                        help="second text column for sentence pairs (default: the one used in training, if any)")
+    parser.add_argument("--output", default=None, metavar="FILE",
+                        help="CSV to write (default: <data name>.predictions.csv in the current folder)")
+    parser.add_argument("--encoding", default="auto", metavar="NAME",
+                        help="text encoding of --data; auto tries UTF-8, then detects (default: auto)")
+    parser.add_argument("--batch-size", type=int, default=64, metavar="N",
+                        help="examples per forward pass (default: 64)")
+    parser.add_argument("--max-length", type=int, default=None, metavar="N",
+                        help="tokens per example; longer texts are truncated (default: as in training)")
+    parser.add_argument("--model", default=None, metavar="PATH",
+                        help="base model folder, when it moved since training (default: the path "
+                             "recorded in the checkpoint; its weights must match the checkpoint's fingerprint)")
+    parser.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
+    parser.set_defaults(run=run)
+    return parser
+
+
+def run(args) -> int:
+    output = args.output or f"{Path(args.data).stem}.predictions.csv"
+    path = freezetune.runs.predict_file(
+        args.checkpoint,
+        args.data,
+        text_column=args.text_column,
+        text_pair_column=args.text_pair_column,
+        output_path=output,
+        encoding=args.encoding,
+        batch_size=args.batch_size,
+        max_length=args.max_length,
+        overwrite=args.overwrite,
+        base_path=args.model,
+    )
+    print(f"wrote predictions to {path}")
+    return 0

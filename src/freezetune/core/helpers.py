@@ -1,0 +1,83 @@
+"""The few helpers every layer needs: the device, model inputs, atomic writes, an eval-mode guard."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import IO, Any
+
+import torch
+from torch import nn
+
+from freezetune.core.errors import FreezetuneError
+
+# What a Hugging Face encoder's forward takes from a batch; labels, indices and the rest stay out.
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def pick_device() -> torch.device:
+    """The GPU when there is one, else the CPU."""
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def device_of(model: nn.Module) -> torch.device:
+    """Where the model's parameters live (the CPU for a model without any)."""
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """bf16 autocast on a GPU that supports it (``auto`` or ``bf16``); None means plain fp32."""
+    if precision == "fp32":
+        return None
+    supported = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    if precision == "bf16" and not supported:
+        raise FreezetuneError("--precision bf16 needs a GPU with bf16 support; use auto or fp32")
+    return torch.bfloat16 if supported else None
+
+
+def model_inputs(batch: Mapping[str, Any], device: torch.device) -> dict[str, torch.Tensor]:
+    """The model's own inputs of ``batch``, as tensors on ``device``."""
+    return {k: torch.as_tensor(batch[k]).to(device) for k in MODEL_INPUTS if batch.get(k) is not None}
+
+
+def atomic_write(target: str | os.PathLike[str], write: Callable[[IO], None], *, binary: bool = False) -> Path:
+    """Call ``write(handle)`` on a temporary file, then rename it over ``target``.
+
+    Readers see the old file or the new one, never half of one; a write that fails or is
+    interrupted leaves the old file untouched. The temporary file lives in the target's folder,
+    so the rename stays on one filesystem (atomic).
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        mode = "wb" if binary else "w"
+        with os.fdopen(fd, mode, **({} if binary else {"encoding": "utf-8", "newline": ""})) as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def atomic_write_text(target: str | os.PathLike[str], text: str) -> Path:
+    return atomic_write(target, lambda handle: handle.write(text))
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Eval mode inside; every module's own training flag restored after (mixed modes survive)."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, mode in modes:
+            module.training = mode

@@ -1,0 +1,142 @@
+"""Gradient scorers: ``gradient`` (relative gradient norm), ``snr`` and ``fisher``; one forward +
+backward per batch, per block and per tensor. docs/scoring.md has the formulas.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from freezetune.core.errors import FreezetuneError
+from freezetune.core.helpers import device_of, model_inputs
+from freezetune.core.layout import LayerMap, block_unit
+from freezetune.scoring.probes import normalise, timed, untouched
+from freezetune.scoring.result import LayerScores
+from freezetune.scoring.sample import DEFAULT_SAMPLES, take
+
+
+# ---------------------------------------------------------------------- gradient scorers
+@dataclass
+class _GradStats:
+    names: list[str]
+    numel: dict[str, int]
+    weight_norm: dict[str, float]
+    sq: dict[str, list[float]]  # per tensor: squared gradient norm of every batch
+    sizes: list[int]  # rows per batch
+    total: dict[str, torch.Tensor] | None  # per tensor: sum of the batch gradients (for snr)
+
+
+def _gradient_stats(model, batches, max_samples, *, keep_sum: bool, max_batches: int | None) -> _GradStats:
+    """One forward + backward per batch, every parameter trainable, eval mode; ``.grad`` untouched.
+
+    Gradients come from ``torch.autograd.grad`` (nothing accumulates into ``.grad``); the loss is
+    the mean cross-entropy of the classifier over the batch.
+    """
+    named = list(model.named_parameters())
+    names = [n for n, _ in named]
+    stats = _GradStats(
+        names, {n: p.numel() for n, p in named},
+        {n: float(p.detach().double().norm()) for n, p in named},
+        {n: [] for n in names}, [], {} if keep_sum else None,
+    )
+    device = device_of(model)
+    with untouched(model, trainable=True):
+        for index, batch in enumerate(take(batches, max_samples)):
+            if max_batches is not None and index >= max_batches:
+                break
+            labels = torch.as_tensor(batch["labels"]).long().to(device)
+            loss = F.cross_entropy(model(**model_inputs(batch, device)), labels)
+            grads = torch.autograd.grad(loss, [p for _, p in named], allow_unused=True)
+            stats.sizes.append(len(labels))
+            for name, grad in zip(names, grads):
+                if grad is None:
+                    stats.sq[name].append(0.0)
+                    continue
+                stats.sq[name].append(float(grad.detach().double().pow(2).sum()))
+                if stats.total is not None:
+                    total = stats.total.get(name)
+                    stats.total[name] = grad.detach().double() if total is None else total + grad.detach()
+    return stats
+
+
+def _tensor_normalise(values: dict[str, float], layers: LayerMap) -> dict[str, float]:
+    """Divide by the largest *block* tensor's score (a fresh head's would dwarf every block)."""
+    block_names = layers.block_of_tensor()
+    top = max((v for n, v in values.items() if n in block_names and math.isfinite(v)), default=0.0)
+    return {n: (v / top if top > 0 else 0.0) for n, v in values.items()}
+
+
+def _from_gradients(name: str, model, batches, layers, max_samples, max_batches, *, keep_sum: bool,
+                    measure: Callable[[_GradStats], Callable[[list[str]], float]]) -> LayerScores:
+    """A gradient scorer: ``measure(stats)`` maps a list of tensor names to a value; applied per
+    block (raw scores, normalised by the max) and per tensor (``tensor_scores``)."""
+
+    def run() -> LayerScores:
+        layers_ = layers or LayerMap.from_model(model)
+        stats = _gradient_stats(model, batches, max_samples, keep_sum=keep_sum, max_batches=max_batches)
+        value = measure(stats)
+        raw = [value(layers_.units[block_unit(i)]) for i in range(layers_.num_blocks)]
+        tensors = _tensor_normalise({n: value([n]) for n in stats.names}, layers_)
+        return LayerScores(name, normalise(raw), raw=raw, tensor_scores=tensors,
+                           samples=sum(stats.sizes), batches=len(stats.sizes))
+
+    return timed(name, run)
+
+
+def score_gradient(model, batches, *, layers: LayerMap | None = None,
+                   max_samples: int | None = DEFAULT_SAMPLES, max_batches: int | None = None) -> LayerScores:
+    """Relative gradient norm ‖g_b‖ / ‖θ_b‖ of each block, averaged over batches, / the max."""
+
+    def measure(st: _GradStats) -> Callable[[list[str]], float]:
+        def rgn(names: list[str]) -> float:
+            weight = math.sqrt(sum(st.weight_norm[n] ** 2 for n in names))
+            weight = max(weight, 1e-3 * math.sqrt(sum(st.numel[n] for n in names)))  # zero-init tensors
+            per_batch = [math.sqrt(sum(st.sq[n][b] for n in names)) for b in range(len(st.sizes))]
+            return sum(per_batch) / len(per_batch) / weight
+
+        return rgn
+
+    return _from_gradients("gradient", model, batches, layers, max_samples, max_batches, keep_sum=False,
+                           measure=measure)
+
+
+def score_snr(model, batches, *, layers: LayerMap | None = None,
+              max_samples: int | None = DEFAULT_SAMPLES, max_batches: int | None = None) -> LayerScores:
+    """Gradient signal-to-noise per block: ‖mean g‖ / sqrt(sum_b ‖g_b - mean g‖² / (B-1)), / the max."""
+
+    def measure(st: _GradStats) -> Callable[[list[str]], float]:
+        count = len(st.sizes)
+        if count < 2:
+            raise FreezetuneError(f"snr needs at least 2 batches to measure gradient noise, got {count}")
+        mean_sq = {n: float((t / count).pow(2).sum()) for n, t in st.total.items()}
+
+        def snr(names: list[str]) -> float:
+            signal = sum(mean_sq.get(n, 0.0) for n in names)
+            noise = (sum(sum(st.sq[n]) for n in names) - count * signal) / (count - 1)
+            return math.sqrt(signal / max(noise, 1e-30)) if signal > 0 else 0.0
+
+        return snr
+
+    return _from_gradients("snr", model, batches, layers, max_samples, max_batches, keep_sum=True, measure=measure)
+
+
+def score_fisher(model, batches, *, layers: LayerMap | None = None,
+                 max_samples: int | None = DEFAULT_SAMPLES, max_batches: int | None = None) -> LayerScores:
+    """Diagonal empirical Fisher per parameter (mean over batches of n_b · g_b²), averaged over
+    each block's parameters, / the max."""
+
+    def measure(st: _GradStats) -> Callable[[list[str]], float]:
+        rows = sum(st.sizes)
+
+        def fisher(names: list[str]) -> float:
+            total = sum(size * st.sq[n][b] for n in names for b, size in enumerate(st.sizes))
+            return total / rows / max(1, sum(st.numel[n] for n in names))
+
+        return fisher
+
+    return _from_gradients("fisher", model, batches, layers, max_samples, max_batches, keep_sum=False,
+                           measure=measure)

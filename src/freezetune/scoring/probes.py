@@ -1,0 +1,106 @@
+"""What every scorer shares: leaving the model untouched, pooled boundary states, normalising."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from freezetune.core.errors import FreezetuneError
+from freezetune.core.helpers import device_of, model_inputs
+from freezetune.core.layout import LayerMap
+from freezetune.core.model import pool_hidden
+from freezetune.scoring.result import LayerScores
+from freezetune.scoring.sample import take
+
+
+@contextlib.contextmanager
+def untouched(model: nn.Module, *, trainable: bool):
+    """Eval mode (and optionally every parameter trainable) inside; everything restored after."""
+    modes = [(m, m.training) for m in model.modules()]
+    params = list(model.parameters())
+    flags = [p.requires_grad for p in params]
+    grads = [p.grad for p in params]
+    try:
+        model.eval()
+        if trainable:
+            for p in params:
+                p.requires_grad_(True)
+        yield
+    finally:
+        for module, mode in modes:
+            module.training = mode
+        for p, flag, grad in zip(params, flags, grads):
+            p.requires_grad_(flag)
+            p.grad = grad
+
+
+def pooled_states(model, layers: LayerMap, batches, max_samples) -> tuple[list[torch.Tensor], torch.Tensor, int]:
+    """Pooled hidden states at boundaries 0..L (float64, [N, H] each), the labels [N], the batch count.
+
+    Boundary 0 is block 0's input (the embeddings' output); boundary l is block l-1's output.
+    The model's own pooling is used (``cls`` reads position 0: no pooler exists between blocks).
+    """
+    blocks = layers.blocks
+    captured: list[torch.Tensor] = []
+
+    def before(module, args, kwargs):
+        captured.append(args[0] if args else kwargs["hidden_states"])
+
+    def after(module, args, output):
+        captured.append(output[0] if isinstance(output, (tuple, list)) else output)
+
+    pooling = getattr(model, "pooling", "mean")
+    pooled: list[list[torch.Tensor]] = [[] for _ in range(len(blocks) + 1)]
+    labels = []
+    hooks = [blocks[0].register_forward_pre_hook(before, with_kwargs=True)]
+    hooks += [block.register_forward_hook(after) for block in blocks]
+    device = device_of(model)
+    try:
+        with torch.no_grad():
+            for batch in take(batches, max_samples):
+                inputs = model_inputs(batch, device)
+                captured.clear()
+                model(**inputs)
+                mask = inputs["attention_mask"]
+                for l, hidden in enumerate(captured[: len(blocks) + 1]):
+                    pooled[l].append(pool_hidden(hidden, mask, pooling).double().cpu())
+                labels.append(torch.as_tensor(batch["labels"]).long().cpu())
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return [torch.cat(p) for p in pooled], torch.cat(labels), len(labels)
+
+
+def standardise(x: torch.Tensor) -> torch.Tensor:
+    """z-score every feature over the sample: no rogue dimension dominates distances."""
+    return (x - x.mean(0)) / x.std(0, unbiased=False).clamp_min(1e-8)
+
+
+def classes(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Labels as 0..C-1 and the counts per class; needs two classes or more."""
+    classes, index, counts = torch.unique(labels, return_inverse=True, return_counts=True)
+    if len(classes) < 2:
+        raise FreezetuneError(
+            f"scoring needs examples of at least 2 classes in the sample, got only label {classes.tolist()}"
+        )
+    return index, counts
+
+
+def normalise(values: list[float]) -> list[float]:
+    top = max((abs(v) for v in values if math.isfinite(v)), default=0.0)
+    if top == 0:
+        return [0.0 for _ in values]
+    return [v / top if math.isfinite(v) else math.copysign(1.0, v) for v in values]
+
+
+def timed(name: str, fn: Callable[[], LayerScores]) -> LayerScores:
+    start = time.perf_counter()
+    result = fn()
+    result.seconds = time.perf_counter() - start
+    result.scorer = name
+    return result

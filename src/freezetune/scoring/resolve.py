@@ -1,0 +1,54 @@
+"""Resolving a strategy before training starts: the one place ``auto`` and ``auto_rgn`` get their data.
+
+The layer that runs training calls :func:`resolve_strategy` with the model, the task and a
+labelled sample; it gets back what the Finetuner takes (a Plan or a Schedule), the callbacks
+the plan needs while it trains (Auto-RGN's per-epoch re-measurement) and what any scoring
+measured (for scores.json and selection.txt).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from freezetune.core.layout import LayerMap
+from freezetune.core.plan import Plan
+from freezetune.scoring.rgn import RgnCallback
+from freezetune.strategies.registry import ResolveContext, resolve
+from freezetune.strategies.schedules import Schedule
+from freezetune.tasks.task import Task
+from freezetune.training.callbacks import Callback
+
+
+@dataclass
+class Resolution:
+    strategy: Plan | Schedule
+    callbacks: list[Callback] = field(default_factory=list)
+    selections: list[dict[str, Any]] = field(default_factory=list)  # {"scores": LayerScores, "explanation": str}
+
+    def fresh(self) -> Resolution:
+        """The same plan and selections with new callbacks: for another run of the same resolution."""
+        return Resolution(self.strategy, callbacks_for(self.strategy) if isinstance(self.strategy, Plan) else [],
+                          self.selections)
+
+    @property
+    def scoring_s(self) -> float:
+        return sum(s["scores"].seconds for s in self.selections)
+
+
+def resolve_strategy(strategy: str | Plan | Schedule, model: nn.Module, *, task: Task | None = None,
+                     sample: Sequence[dict] | Callable[[], Sequence[dict]] | None = None) -> Resolution:
+    """Resolve ``strategy`` for ``model``; measuring strategies score on ``sample`` (labelled batches)."""
+    if isinstance(strategy, Schedule):
+        return Resolution(strategy)
+    context = ResolveContext(model=model, task=task, sample=sample)
+    plan = resolve(strategy, LayerMap.from_model(model), context)
+    return Resolution(plan, callbacks_for(plan), context.selections)
+
+
+def callbacks_for(plan: Plan) -> list[Callback]:
+    """What a plan needs while it trains, beyond the loop itself."""
+    return [RgnCallback()] if plan.lr_rescale == "rgn" else []

@@ -1,0 +1,66 @@
+"""Whether the frozen-prefix cache pays for a fit, and building (or reusing) it when it does."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from freezetune.io.loader import make_loader
+from freezetune.strategies.schedules import StaticSchedule
+from freezetune.training.prefix_cache import CacheKey, CacheStore, PrefixCache, build_cache, data_fingerprint, prefix_fingerprint
+
+if TYPE_CHECKING:  # typing only: the Finetuner imports this module
+    from freezetune.training.finetuner import Finetuner
+
+log = logging.getLogger("freezetune")
+
+
+def cache_off_reason(tuner: Finetuner, train, epochs: int) -> str | None:
+    mode = tuner.config.cache
+    if mode == "off":
+        return "--cache off"
+    if not hasattr(train, "column_names"):
+        return "training data came as ready batches, not a dataset"
+    if tuner.frozen_prefix_depth() == 0:
+        return "nothing is frozen below the first trainable unit"
+    if not isinstance(tuner.schedule, StaticSchedule) and mode == "auto":
+        return "the plan changes during training"
+    if epochs < 2 and mode == "auto":
+        return "a single pass over the data would not reuse it"
+    return None
+
+
+def prepare_caches(tuner: Finetuner, store: CacheStore, train, eval, epochs: int) -> tuple[dict[int, PrefixCache], str]:
+    """Caches by ``id`` of the datasets they hold (train, eval), and a one-line status for logs and metrics."""
+    reason = cache_off_reason(tuner, train, epochs)
+    if reason is not None:
+        log.info("frozen-prefix cache off: %s", reason)
+        return {}, f"off: {reason}"
+    cfg = tuner.config
+    depth = tuner.frozen_prefix_depth()
+    datasets = [d for d in (train, eval) if d is not None and hasattr(d, "column_names")]
+    prefix = prefix_fingerprint(tuner.layers, depth)
+    limit = int(cfg.cache_ram_gb * 2**30)
+    caches: dict[int, PrefixCache] = {}
+    reused = 0
+    for data in datasets:
+        key = CacheKey(prefix, depth, data_fingerprint(data), tuner.tokenizer_name, cfg.cache_dtype)
+        cache = store.get(key)
+        if cache is None:
+            indexed = data.add_column("index", list(range(len(data))))
+            loader = make_loader(indexed, batch_size=cfg.eval_batch_size, shuffle=False, seed=0,
+                                 pad_token_id=tuner.pad_token_id)
+            lengths = [len(ids) for ids in data["input_ids"]]
+            cache = build_cache(tuner.layers, depth, loader, lengths, key, device=tuner.device, dtype=cfg.cache_dtype,
+                                ram_limit_bytes=limit, autocast_dtype=tuner.autocast_dtype)
+            store.put(cache, limit_bytes=limit)
+        else:
+            reused += 1
+        caches[id(data)] = cache
+    size = sum(c.bytes for c in caches.values())
+    where = "disk" if any(c.on_disk for c in caches.values()) else "RAM"
+    status = f"on: boundary {depth}, {size / 2**20:.1f} MiB in {where} ({cfg.cache_dtype})"
+    if reused:
+        status += f", {reused} of {len(datasets)} reused from an earlier run"
+    log.info("frozen-prefix cache %s", status)
+    return caches, status

@@ -1,0 +1,143 @@
+"""The training loop: epochs of steps, periodic evaluation, early stopping, resumable state.
+
+One :class:`Loop` runs one fit. It asks the schedule for the plan before every batch, lets the
+task split the batch and compute the loss, accumulates gradients, steps the optimizer at the
+rate the pure LR schedule gives, and tells the callbacks what happened.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+from freezetune.core.errors import FreezetuneError
+from freezetune.measure.costs import StepTimer
+from freezetune.measure.metrics import is_better
+from freezetune.training.lr_schedule import lr_factor
+from freezetune.training.resume import loader_generators, save_state, set_rng_state, snapshot
+from freezetune.training.state import TrainState
+
+if TYPE_CHECKING:  # typing only: the Finetuner imports this module
+    from freezetune.training.finetuner import Finetuner
+
+
+class Loop:
+    def __init__(self, tuner: Finetuner, state: TrainState, *, total_steps: int, warmup: int, eval_loader,
+                 timer: StepTimer, progress):
+        self.tuner, self.state = tuner, state
+        self.total_steps, self.warmup = total_steps, warmup
+        self.eval_loader, self.timer, self.progress = eval_loader, timer, progress
+        self.config = tuner.config
+
+    def run(self, train_loader, epochs: int, skip: int) -> bool:
+        """Train until ``total_steps``; True when early stopping ended it before that."""
+        state, tuner = self.state, self.tuner
+        for epoch in range(state.epoch, epochs):
+            state.epoch = epoch
+            if skip == 0:  # a resumed epoch replays the order saved for it
+                state.epoch_order = [g.get_state() for g in loader_generators(train_loader)]
+            self.timer.start_epoch()
+            stop = self.epoch(train_loader, skip)
+            skip = 0
+            self.timer.end_epoch()
+            for callback in tuner.callbacks:
+                callback.on_epoch_end(tuner, state, self.total_steps)
+            if self.eval_loader is not None and self.config.eval_every is None:
+                stop = self.evaluate() or stop
+            if stop or state.step >= self.total_steps:
+                return stop and state.step < self.total_steps
+            state.epoch, state.batches_done = epoch + 1, 0
+            state.epoch_order = [g.get_state() for g in loader_generators(train_loader)]
+            self.save()
+        return False
+
+    def epoch(self, loader, skip: int = 0) -> bool:
+        tuner, state, cfg = self.tuner, self.state, self.config
+        tuner.set_modes(True)
+        micro = skip  # batches of this epoch consumed
+        pending = 0  # batches whose gradients await an optimizer step
+        batches = iter(loader)
+        if skip:
+            for _ in range(skip):  # replay the saved order up to where the run stopped
+                next(batches)
+            set_rng_state(state.resume_rng)
+        self.timer.start_step()
+        loss = None
+        for batch in batches:
+            plan = tuner.schedule.plan_at(state.step, state.epoch, state.observations)
+            if plan != tuner.plan:
+                tuner.switch_plan(plan)
+            inputs, targets = tuner.task.split(tuner.to_device(batch))
+            outputs = tuner.forward(inputs, tuner.train_cache)
+            loss = tuner.task.loss(outputs, targets) / cfg.grad_accum
+            loss.backward()
+            micro += 1
+            pending += 1
+            if pending < cfg.grad_accum:
+                continue
+            pending = 0
+            if self.step(micro, loss.item() * cfg.grad_accum):
+                return True
+            if state.step >= self.total_steps:
+                return False
+            self.timer.start_step()
+        if pending:  # a partial accumulation at the end of the epoch still counts
+            return self.step(micro, loss.item() * cfg.grad_accum)
+        return False
+
+    def step(self, micro: int, loss: float) -> bool:
+        """Optimizer step, then bookkeeping: state, callbacks, periodic eval; True = stop early."""
+        tuner, state, cfg = self.tuner, self.state, self.config
+        self.optimizer_step(state.step)
+        state.step += 1
+        state.batches_done = micro
+        self.timer.end_step()
+        record = {"step": state.step, "epoch": state.epoch, "loss": loss, "lr": tuner.current_lr()}
+        state.observations["last_loss"] = loss
+        for callback in tuner.callbacks:
+            callback.on_step_end(tuner, record)
+        self.progress.update(1)
+        self.progress.set_postfix(loss=f"{loss:.4f}")
+        if self.eval_loader is not None and cfg.eval_every and state.step % cfg.eval_every == 0:
+            if self.evaluate():
+                return True
+            tuner.set_modes(True)
+        if cfg.save_every and state.step % cfg.save_every == 0:
+            self.save()  # after this step's evaluation, so a resume never skips it
+        return False
+
+    def optimizer_step(self, step: int) -> None:
+        tuner = self.tuner
+        factor = lr_factor(step, self.total_steps, self.warmup)
+        for group in tuner.optimizer.param_groups:
+            group["lr"] = group["base_lr"] * factor
+        for callback in tuner.callbacks:
+            callback.before_optimizer_step(tuner)  # before clipping: the task's own gradient
+        if self.config.max_grad_norm:
+            params = [p for g in tuner.optimizer.param_groups for p in g["params"]]
+            torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
+        tuner.optimizer.step()
+        tuner.optimizer.zero_grad(set_to_none=True)
+
+    def evaluate(self) -> bool:
+        """Evaluate, remember the best weights; True when early stopping says stop."""
+        tuner, state, cfg = self.tuner, self.state, self.config
+        metrics = tuner.evaluate(self.eval_loader, cache=tuner.eval_cache)
+        if cfg.metric not in metrics:
+            raise FreezetuneError(f"--metric {cfg.metric} is not one of this task's metrics ({', '.join(metrics)})")
+        metrics.update(step=state.step, epoch=state.epoch)
+        state.history.append(metrics)
+        for callback in tuner.callbacks:
+            callback.on_evaluate(tuner, metrics)
+        if is_better(cfg.metric, metrics[cfg.metric], state.best_value, tuner.task.directions):
+            state.best_value, state.best_step, state.best_metrics = metrics[cfg.metric], state.step, metrics
+            state.best_weights = tuner.trainable_state() if cfg.keep_best else None
+            state.evals_without_improvement = 0
+            return False
+        state.evals_without_improvement += 1
+        return cfg.patience is not None and state.evals_without_improvement >= cfg.patience
+
+    def save(self) -> None:
+        if self.tuner.state_dir is not None:
+            save_state(self.tuner.state_dir, snapshot(self.tuner, self.state))
