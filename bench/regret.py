@@ -35,12 +35,13 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402
 
-from freezetune.runs.sweep import Sweep, run_sweep  # noqa: E402
 from freezetune.core.config import DataConfig, TrainConfig  # noqa: E402
 from freezetune.core.layout import LayerMap  # noqa: E402
 from freezetune.core.model import load_classifier, load_tokenizer  # noqa: E402
 from freezetune.runs.run import RunSpec, load_data  # noqa: E402
-from freezetune.scoring.scorers import SCORERS, sample_batches, score  # noqa: E402
+from freezetune.runs.sweep import Sweep, run_sweep  # noqa: E402
+from freezetune.scoring.sample import sample_batches  # noqa: E402
+from freezetune.scoring.scorers import SCORERS, score  # noqa: E402
 from freezetune.scoring.select import select_blocks  # noqa: E402
 from freezetune.strategies.registry import resolve  # noqa: E402
 

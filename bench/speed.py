@@ -111,8 +111,8 @@ def build_model(name: str, num_labels: int, seed: int):
     """The same SequenceClassifier (mean pooling) in every arm, initialised from ``seed``."""
     import torch
 
-    from freezetune.io import defaults
     from freezetune.core.model import SequenceClassifier, load_classifier
+    from freezetune.io import defaults
 
     torch.manual_seed(seed)
     if name == "minilm":
@@ -128,8 +128,8 @@ def build_model(name: str, num_labels: int, seed: int):
 
 def plan_lr(model, spec: str) -> float:
     from freezetune.core.layout import LayerMap
+    from freezetune.strategies.lr_policy import default_lr
     from freezetune.strategies.registry import resolve
-    from freezetune.training.finetuner import default_lr
 
     layers = LayerMap.from_model(model)
     return default_lr(resolve(spec, layers), layers)
@@ -280,8 +280,10 @@ def arm_freezetune(model_name: str, plan: str, seed: int, sizes: dict, cache: st
     import torch
 
     import freezetune.io.loader as ftdata
-    from freezetune.training.prefix_cache import PrefixCache
+    from freezetune.training.cache_setup import prepare_caches
+    from freezetune.training.callbacks import Callback
     from freezetune.training.finetuner import Finetuner
+    from freezetune.training.prefix_cache import CacheStore, PrefixCache
 
     tokenizer, data = load_inputs(sizes)
     model = build_model(model_name, len(data.label_names), seed)
@@ -290,7 +292,7 @@ def arm_freezetune(model_name: str, plan: str, seed: int, sizes: dict, cache: st
     ftdata.collate = probe.timed("collate", ftdata.collate)  # make_loader binds it at call time
     PrefixCache.fetch = probe.timed("fetch", PrefixCache.fetch)
 
-    class StepCallback:
+    class StepCallback(Callback):
         def on_step_end(self, tuner, record):
             probe.losses.append(record["loss"])
             probe.step_end()
@@ -319,12 +321,12 @@ def arm_freezetune(model_name: str, plan: str, seed: int, sizes: dict, cache: st
     checks = {"library_accuracy": library["accuracy"]}
     if cache != "off" and tuner.frozen_prefix_depth() > 0:
         # The same trained model, validation logits with and without a prefix cache (eval mode).
-        tuner._caches = {}
-        tuner._prepare_caches(data.validation, None, 2)
-        val_cache = tuner._caches[id(data.validation)]
-        cached, _ = tuner.predict_logits(data.validation, cache=val_cache)
-        tuner._caches = {}
-        uncached, _ = tuner.predict_logits(data.validation)
+        caches, _ = prepare_caches(tuner, CacheStore(), data.validation, None, 2)
+        val_cache = caches[id(data.validation)]
+        tuner.caches = caches  # the loader then hands out cache indices
+        cached = torch.cat([k["logits"] for k in tuner.collect(data.validation, cache=val_cache)])
+        tuner.caches = {}
+        uncached = torch.cat([k["logits"] for k in tuner.collect(data.validation)])
         checks["val_logits_cached_vs_uncached_max_abs"] = float((cached - uncached).abs().max())
         checks["val_accuracy_cached"] = float((cached.argmax(-1) == torch.tensor(data.validation["labels"])).float().mean())
     return {
@@ -356,9 +358,9 @@ def arm_trainer(model_name: str, plan: str, seed: int, sizes: dict, use_peft: bo
     from torch import nn
     from transformers import Trainer, TrainerCallback, TrainingArguments
 
-    from freezetune.measure.costs import PeakMemory
-    from freezetune.io.loader import collate
     from freezetune.core.layout import LayerMap
+    from freezetune.io.loader import collate
+    from freezetune.measure.costs import PeakMemory
     from freezetune.strategies.registry import resolve
 
     tokenizer, data = load_inputs(sizes)

@@ -39,10 +39,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # we fork after tokeni
 
 import torch  # noqa: E402
 
-from freezetune.io import defaults  # noqa: E402
 from freezetune.core.config import DataConfig, ModelConfig, TrainConfig  # noqa: E402
-from freezetune.io.data import load_classification_data  # noqa: E402
 from freezetune.core.model import load_tokenizer  # noqa: E402
+from freezetune.io import defaults  # noqa: E402
+from freezetune.io.data import load_classification_data  # noqa: E402
 from freezetune.runs.run import RunSpec, run_training  # noqa: E402
 
 

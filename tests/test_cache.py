@@ -3,15 +3,22 @@
 import datasets
 import pytest
 import torch
-from conftest import tiny_classifier, tiny_gpt2, tiny_llama
 
-from freezetune.training.prefix_cache import CacheKey, PrefixCache, build_cache, data_fingerprint, prefix_fingerprint, start_at
-from freezetune.io.loader import make_loader
+from conftest import tiny_classifier, tiny_gpt2, tiny_llama
 from freezetune.core.layout import LayerMap
 from freezetune.core.model import SequenceClassifier
+from freezetune.io.loader import make_loader
 from freezetune.training.callbacks import Callback
 from freezetune.training.finetuner import Finetuner
-from freezetune.training.prefix_cache import CacheStore
+from freezetune.training.prefix_cache import (
+    CacheKey,
+    CacheStore,
+    PrefixCache,
+    build_cache,
+    data_fingerprint,
+    prefix_fingerprint,
+    start_at,
+)
 
 
 def toy_dataset(n=40, vocab=100, num_labels=3, seed=0, pairs=False):

@@ -8,10 +8,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from conftest import toy_batches
 
+from conftest import toy_batches
 from freezetune.cli import export as export_cli
 from freezetune.cli import predict as predict_cli
+from freezetune.core.errors import FreezetuneError
+from freezetune.core.model import load_classifier
 from freezetune.io.checkpoint import (
     META_FILE,
     TENSORS_FILE,
@@ -20,8 +22,6 @@ from freezetune.io.checkpoint import (
     save_checkpoint,
 )
 from freezetune.io.export import export_hf, export_peft
-from freezetune.core.errors import FreezetuneError
-from freezetune.core.model import load_classifier
 from freezetune.runs.predict import predict_file
 from freezetune.training.finetuner import Finetuner
 

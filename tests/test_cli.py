@@ -45,7 +45,9 @@ def test_train_writes_a_complete_run(tiny_model_dir, sentiment_csv, tmp_path, ca
 
 def test_saved_config_reproduces_the_run(tiny_model_dir, sentiment_csv, tmp_path, capsys):
     first = tmp_path / "first"
-    assert main(train_args(tiny_model_dir, sentiment_csv, first, "--strategy", "alternate", "--test-data", str(sentiment_csv))) == 0
+    args = train_args(tiny_model_dir, sentiment_csv, first, "--strategy", "alternate",
+                      "--test-data", str(sentiment_csv))
+    assert main(args) == 0
     second = tmp_path / "second"
     assert main(["train", "--config", str(first / "config.yaml"), "--output", str(second)]) == 0
     capsys.readouterr()
@@ -139,7 +141,8 @@ def test_inspect_prints_units(tiny_model_dir, capsys):
     assert "block.3" in out and "frozen prefix depth: 1" in out
 
 
-def test_compare_sweeps_reuses_finished_runs_and_picks_rates_on_validation(tiny_model_dir, sentiment_csv, tmp_path, capsys):
+def test_compare_sweeps_reuses_finished_runs_and_picks_rates_on_validation(tiny_model_dir, sentiment_csv, tmp_path,
+                                                                           capsys):
     out = tmp_path / "cmp"
     args = ["compare", "--model", tiny_model_dir, "--data", str(sentiment_csv), "--test-data", str(sentiment_csv),
             "--strategy", "head_only", "--strategy", "top_k:1", "--seeds", "2", "--lr-grid", "1e-3,1e-2",
@@ -262,7 +265,9 @@ def test_score_command_prints_a_table_and_writes_a_plot(tiny_model_dir, sentimen
     assert (tmp_path / "scores-semantic.png").stat().st_size > 0
 
 
-@pytest.mark.parametrize("command", ["inspect", "strategies", "train", "compare", "predict", "export", "retention", "score"])
+@pytest.mark.parametrize(
+    "command", ["inspect", "strategies", "train", "compare", "predict", "export", "retention", "score"]
+)
 def test_every_command_has_help(command, capsys):
     with pytest.raises(SystemExit) as info:
         main([command, "--help"])

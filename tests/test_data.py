@@ -13,9 +13,9 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
+from freezetune.core.errors import FreezetuneError
 from freezetune.io import data, defaults, tables
 from freezetune.io.loader import collate, make_loader
-from freezetune.core.errors import FreezetuneError
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,7 @@ def balanced_rows(n_pos: int, n_neg: int) -> list[tuple[str, str]]:
 def test_every_format_reads_the_same_table(tmp_path):
     expected = pd.DataFrame({"text": ["hello, world", "a \"quoted\" word", "plain"], "label": [1, 0, 1]})
     expected.to_csv(tmp_path / "t.csv", index=False)  # the comma forces a quoted field
-    (tmp_path / "t.tsv").write_text("text\tlabel\n" + "".join(f"{t}\t{l}\n" for t, l in expected.values))
+    (tmp_path / "t.tsv").write_text("text\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in expected.values))
     expected.to_json(tmp_path / "t.jsonl", orient="records", lines=True)
     expected.to_json(tmp_path / "t.json", orient="records")  # a JSON array, not lines
     expected.to_parquet(tmp_path / "t.parquet")

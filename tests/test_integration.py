@@ -5,10 +5,10 @@ import json
 import pytest
 import torch
 
-from freezetune.io import defaults
 from freezetune.cli.main import main
 from freezetune.core.layout import LayerMap, frozen_state
 from freezetune.core.model import load_classifier, load_tokenizer
+from freezetune.io import defaults
 from freezetune.strategies.registry import resolve
 
 pytestmark = pytest.mark.integration

@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-from conftest import tiny_bert, tiny_classifier, tiny_gpt2, tiny_llama
 
+from conftest import tiny_bert, tiny_classifier, tiny_gpt2, tiny_llama
 from freezetune.core.errors import FreezetuneError
 from freezetune.core.layout import LayerMap, find_blocks
 
@@ -100,14 +100,24 @@ def test_describe_lists_every_unit():
 
 @pytest.mark.parametrize("family", ["roberta", "distilbert", "qwen2", "mistral", "gpt2", "llama"])
 def test_every_supported_family_maps_to_embeddings_blocks_head(family):
-    from transformers import (DistilBertConfig, DistilBertModel, MistralConfig, MistralForCausalLM, Qwen2Config,
-                              Qwen2ForCausalLM, RobertaConfig, RobertaModel)
+    from transformers import (
+        DistilBertConfig,
+        DistilBertModel,
+        MistralConfig,
+        MistralForCausalLM,
+        Qwen2Config,
+        Qwen2ForCausalLM,
+        RobertaConfig,
+        RobertaModel,
+    )
 
     small = dict(hidden_size=16, num_hidden_layers=3, num_attention_heads=2, intermediate_size=32, vocab_size=60)
     decoder = dict(small, num_key_value_heads=1, max_position_embeddings=64)
     models = {
         "roberta": lambda: RobertaModel(RobertaConfig(**small, max_position_embeddings=40)),
-        "distilbert": lambda: DistilBertModel(DistilBertConfig(dim=16, n_layers=3, n_heads=2, hidden_dim=32, vocab_size=60)),
+        "distilbert": lambda: DistilBertModel(
+            DistilBertConfig(dim=16, n_layers=3, n_heads=2, hidden_dim=32, vocab_size=60)
+        ),
         "qwen2": lambda: Qwen2ForCausalLM(Qwen2Config(**decoder)),
         "mistral": lambda: MistralForCausalLM(MistralConfig(**decoder)),
         "gpt2": tiny_gpt2,

@@ -4,8 +4,8 @@ import copy
 
 import pytest
 import torch
-from conftest import tiny_classifier, tiny_gpt2, tiny_llama, toy_batches
 
+from conftest import tiny_classifier, tiny_gpt2, tiny_llama, toy_batches
 from freezetune.core.errors import FreezetuneError
 from freezetune.core.layout import LayerMap, frozen_state, trainable_count
 from freezetune.core.lora import add_lora, lora_state_dict, merge_lora, save_peft_adapter

@@ -8,10 +8,10 @@ import hashlib
 
 import pytest
 import torch
-from conftest import tiny_classifier
-from test_cache import toy_dataset
 
+from conftest import tiny_classifier
 from freezetune import Finetuner, Plan
+from test_cache import toy_dataset
 
 
 class TwoPhases:

@@ -2,14 +2,14 @@
 
 import pytest
 import torch
-from conftest import tiny_classifier
-from test_cache import toy_dataset
 
+from conftest import tiny_classifier
 from freezetune.core.errors import FreezetuneError
 from freezetune.core.plan import Plan
 from freezetune.runs.finetuner import Finetuner
 from freezetune.training.callbacks import Callback
 from freezetune.training.resume import load_state
+from test_cache import toy_dataset
 
 
 class StopAt(Callback):

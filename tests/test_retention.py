@@ -13,9 +13,9 @@ import math
 import pytest
 import torch
 
-from freezetune.measure import references, retention
-from freezetune.io.defaults import default_model_path, shared_data_dir
 from freezetune.core.errors import FreezetuneError
+from freezetune.io.defaults import default_model_path, shared_data_dir
+from freezetune.measure import references, retention
 
 VOCAB = 30522
 TEXTS = list(references.BUILTIN_SENTENCES[:16])

@@ -4,13 +4,12 @@ import math
 
 import pytest
 import torch
-from conftest import tiny_classifier, toy_batches
 
+from conftest import tiny_classifier, toy_batches
 from freezetune.core.layout import LayerMap
 from freezetune.core.plan import Plan
-from freezetune.scoring.rgn import RelativeGradientNorms, multipliers
 from freezetune.runs.finetuner import Finetuner
-from freezetune.scoring.rgn import RgnCallback
+from freezetune.scoring.rgn import RelativeGradientNorms, RgnCallback, multipliers
 from freezetune.strategies.registry import ResolveContext, resolve
 
 

@@ -10,21 +10,21 @@ import math
 
 import pytest
 import torch
-from conftest import tiny_classifier, tiny_gpt2, toy_batches
 
+from conftest import tiny_classifier, tiny_gpt2, toy_batches
+from freezetune.cli import score as score_command
 from freezetune.core.errors import FreezetuneError
 from freezetune.core.layout import LayerMap
 from freezetune.core.model import SequenceClassifier
 from freezetune.core.plan import Plan
+from freezetune.scoring.auto import auto_plan
+from freezetune.scoring.forward_scorers import nc1, semantic_deviation
+from freezetune.scoring.sample import sample_batches
 from freezetune.scoring.scorers import (
     SCORERS,
     LayerScores,
     score,
 )
-from freezetune.scoring.forward_scorers import nc1, semantic_deviation
-from freezetune.scoring.sample import sample_batches
-from freezetune.cli import score as score_command
-from freezetune.scoring.auto import auto_plan
 from freezetune.scoring.select import explain, select_blocks, select_tensors
 from freezetune.strategies.registry import ResolveContext, resolve
 

@@ -1,15 +1,15 @@
 """Every strategy's exact semantics and trainable-parameter counts; the spec grammar; errors."""
 
 import pytest
-from conftest import tiny_classifier, tiny_gpt2, tiny_llama, toy_batches
 from hypothesis import given
 from hypothesis import strategies as st
 
+import freezetune.scoring  # noqa: F401  (the scoring layer registers auto and auto_rgn)
+from conftest import tiny_classifier, tiny_gpt2, tiny_llama, toy_batches
 from freezetune.core.errors import FreezetuneError
 from freezetune.core.layout import LayerMap
 from freezetune.core.plan import Plan
 from freezetune.core.spec import parse_blocks, parse_spec
-import freezetune.scoring  # noqa: F401  (the scoring layer registers auto and auto_rgn)
 from freezetune.strategies.registry import REGISTRY, ResolveContext, listing, needs_context, register, resolve
 
 BLOCK = 8544  # tiny BERT block (see test_layout)
@@ -88,7 +88,8 @@ def test_tied_embedding_trains_only_with_embeddings():
 def example_spec(name: str, layers: LayerMap) -> str:
     """A valid spec of every strategy that needs an argument."""
     first_tensor = next(iter(layers.block_of_tensor()))
-    return {"layers": "layers:1", "tensors": f"tensors:{first_tensor}", "auto": "auto:gradient:budget=2"}.get(name, name)
+    examples = {"layers": "layers:1", "tensors": f"tensors:{first_tensor}", "auto": "auto:gradient:budget=2"}
+    return examples.get(name, name)
 
 
 def test_the_registry_holds_every_strategy_and_refuses_a_duplicate():

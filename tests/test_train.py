@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-from conftest import tiny_classifier, toy_batches
 
+from conftest import tiny_classifier, toy_batches
 from freezetune.core.errors import FreezetuneError
 from freezetune.core.layout import frozen_state
 from freezetune.core.plan import Plan

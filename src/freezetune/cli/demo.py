@@ -14,8 +14,8 @@ import time
 
 from freezetune.core.config import DataConfig, TrainConfig
 from freezetune.core.errors import FreezetuneError, report
-from freezetune.measure.metrics import format_table
 from freezetune.core.model import load_tokenizer
+from freezetune.measure.metrics import format_table
 from freezetune.runs.run import RunSpec, load_data, run_training
 
 STRATEGIES = ("full", "head_only", "lower_half", "alternate", "top_k:2")

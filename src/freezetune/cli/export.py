@@ -43,6 +43,7 @@ def run(args) -> int:
         return 0
     to = freezetune.runs.export_hf(args.checkpoint, args.to, base_path=args.model)
     remote = json.loads((to / "freezetune.json").read_text())["trust_remote_code"]
-    how = f"AutoModelForSequenceClassification.from_pretrained({str(to)!r}{', trust_remote_code=True' if remote else ''})"
+    remote_flag = ", trust_remote_code=True" if remote else ""
+    how = f"AutoModelForSequenceClassification.from_pretrained({str(to)!r}{remote_flag})"
     print(f"wrote Hugging Face model to {to}; load it with {how}")
     return 0

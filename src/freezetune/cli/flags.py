@@ -88,7 +88,9 @@ def config_values(path: str, parser: argparse.ArgumentParser) -> dict:
     values = {str(k).replace("-", "_"): v for k, v in values.items()}
     unknown = sorted(set(values) - known - {"config"})
     if unknown:
-        raise FreezetuneError(f"{path}: unknown key {unknown[0]!r}; keys are the flag names of `freezetune train --help`")
+        raise FreezetuneError(
+            f"{path}: unknown key {unknown[0]!r}; keys are the flag names of `freezetune train --help`"
+        )
     return values
 
 

@@ -7,6 +7,7 @@ so building the parser (``--help``) loads no torch or transformers.
 from __future__ import annotations
 
 import argparse
+
 import freezetune
 
 

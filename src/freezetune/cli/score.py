@@ -49,7 +49,8 @@ def run(args) -> int:
             print(f"plot: {result.plot(target)}")
     print(
         f"one full fine-tuning run here ~ {estimate['run_s']:.0f} s: {estimate['epochs']} epochs x "
-        f"{estimate['steps'] // estimate['epochs']} steps of {estimate['batch_size']} rows x {estimate['step_s']:.3f} s "
+        f"{estimate['steps'] // estimate['epochs']} steps of {estimate['batch_size']} rows x "
+        f"{estimate['step_s']:.3f} s "
         "(forward + backward timed on the sample; optimizer step not included)"
     )
     if args.json:

@@ -43,10 +43,14 @@ class TrainConfig:
         None, "save resumable state every N optimizer steps (it is always saved at the end of each epoch)"
     )
     patience: int | None = option(None, "early stopping: stop after N evaluations without improvement")
-    metric: str = option("accuracy", "metric that picks the best model", choices=("accuracy", "macro_f1", "mcc", "loss"))
+    metric: str = option(
+        "accuracy", "metric that picks the best model", choices=("accuracy", "macro_f1", "mcc", "loss")
+    )
     keep_best: bool = option(True, "restore the best evaluated weights at the end")
     seed: int = option(0, "random seed (head init, dropout, data order, validation split)")
-    precision: str = option("auto", "auto: bf16 autocast on a GPU that supports it, else fp32", choices=("auto", "fp32", "bf16"))
+    precision: str = option(
+        "auto", "auto: bf16 autocast on a GPU that supports it, else fp32", choices=("auto", "fp32", "bf16")
+    )
     bucket: bool = option(False, "length-bucketed batches (less padding; changes the data order)")
     cache: str = option(
         "auto",
@@ -54,7 +58,9 @@ class TrainConfig:
         "auto: on when it pays (a frozen prefix, more than one epoch, a fixed plan)",
         choices=("auto", "on", "off"),
     )
-    cache_dtype: str = option("fp32", "storage type of cached states (bf16/fp16 halve the memory)", choices=("fp32", "bf16", "fp16"))
+    cache_dtype: str = option(
+        "fp32", "storage type of cached states (bf16/fp16 halve the memory)", choices=("fp32", "bf16", "fp16")
+    )
     cache_ram_gb: float = option(4.0, "cache in RAM up to this size, then in a disk memmap")
     gradient_checkpointing: bool = option(
         False, "recompute the trainable blocks' activations in backward (less memory, ~30% more time); "
@@ -87,7 +93,9 @@ class DataConfig:
     test_data: str | None = option(None, "test file for the reported numbers; without it they are validation numbers")
     text_column: str | None = option(None, "column holding the text (default: text)")
     text_pair_column: str | None = option(None, "second text column for sentence pairs")
-    label_column: str | None = option(None, "column holding the label (default: label; sentiment for the embedded data)")
+    label_column: str | None = option(
+        None, "column holding the label (default: label; sentiment for the embedded data)"
+    )
     encoding: str = option("auto", "text encoding of the files; auto tries UTF-8, then detects (e.g. latin-1)")
     header: bool = option(True, "the files have a header row (--no-header: columns are named 0, 1, 2, ...)")
     max_length: int = option(128, "tokens per example; longer texts are truncated (counted in the log)")
@@ -111,7 +119,9 @@ class ModelConfig:
 
     model: str | None = option(None, "model folder (or Hub name when online); default: the embedded all-MiniLM-L6-v2")
     gguf_file: str | None = option(None, "GGUF file inside --model to load (dequantized to float32)")
-    pooling: str = option("auto", "sentence pooling; auto reads the model's own (MiniLM: mean)", choices=("auto", "cls", "mean", "last"))
+    pooling: str = option(
+        "auto", "sentence pooling; auto reads the model's own (MiniLM: mean)", choices=("auto", "cls", "mean", "last")
+    )
 
 
 def field_help(cls) -> dict[str, dict]:

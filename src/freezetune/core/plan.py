@@ -48,7 +48,8 @@ class Plan:
         object.__setattr__(self, "blocks", tuple(sorted(set(self.blocks))))
         object.__setattr__(self, "tensors", tuple(sorted(set(self.tensors))))
         if self.lr_rescale not in LR_RESCALES:
-            raise FreezetuneError(f"unknown lr_rescale {self.lr_rescale!r}; choose from {', '.join(map(repr, LR_RESCALES))}")
+            choices = ", ".join(map(repr, LR_RESCALES))
+            raise FreezetuneError(f"unknown lr_rescale {self.lr_rescale!r}; choose from {choices}")
         unknown = [m for m in self.modules if m not in FILTERS]
         if unknown:
             raise FreezetuneError(

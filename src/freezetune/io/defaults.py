@@ -68,6 +68,11 @@ def shared_data_dir() -> Path | None:
     skip when this returns None.
     """
     override = os.environ.get("FREEZETUNE_SHARED_DATA")
-    # src/freezetune/defaults.py: parents[2] is the repo root (editable install), parents[3] beside it.
-    candidate = Path(override) if override else Path(__file__).resolve().parents[3] / "shared" / "data"
-    return candidate if candidate.is_dir() else None
+    if override:
+        return Path(override) if Path(override).is_dir() else None
+    # An editable install runs from src/freezetune/io/ inside the repo: look beside each folder above it.
+    for folder in Path(__file__).resolve().parents:
+        candidate = folder / "shared" / "data"
+        if candidate.is_dir():
+            return candidate
+    return None

@@ -18,7 +18,8 @@ from freezetune.strategies.registry import listing as strategy_listing
 from freezetune.strategies.registry import resolve
 
 __all__ = [
-    "STRATEGIES", "Finetuner", "RunCaches", "RunResult", "RunSpec", "Sweep", "checkpoint_retention", "export_hf", "export_peft",
+    "STRATEGIES", "Finetuner", "RunCaches", "RunResult", "RunSpec", "Sweep", "checkpoint_retention", "export_hf",
+    "export_peft",
     "inspect_model", "load_data", "predict_file", "results_table", "run_sweep", "run_table", "run_training",
     "resolve", "score_training_data", "strategy_listing",
 ]

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from freezetune.io import defaults
 from freezetune.core.errors import FreezetuneError
 from freezetune.core.layout import LayerMap
 from freezetune.core.model import is_decoder, load_classifier
+from freezetune.io import defaults
 from freezetune.strategies.registry import resolve
 
 
@@ -33,7 +33,8 @@ def inspect_model(
     lines = [f"model: {model_path}", f"class: {type(model).__name__}"]
     if hasattr(model, "pooling"):
         lines.append(f"pooling: {model.pooling} (head shown for 2 labels)")
-    lines += [f"blocks: {layers.num_blocks} (numbered 0..{layers.num_blocks - 1} from the input)", "", layers.describe()]
+    lines.append(f"blocks: {layers.num_blocks} (numbered 0..{layers.num_blocks - 1} from the input)")
+    lines += ["", layers.describe()]
     if strategy:
         plan = resolve(strategy, layers)
         lines += ["", plan.describe(layers), f"frozen prefix depth: {plan.frozen_prefix_depth(layers.num_blocks)}"]

@@ -27,12 +27,12 @@ from freezetune.io.checkpoint import base_fingerprint, save_checkpoint
 from freezetune.io.data import ClassificationData, load_classification_data
 from freezetune.io.rundir import RunDir
 from freezetune.measure.retention import measure, resolve_reference
-from freezetune.training.finetuner import Finetuner
 from freezetune.scoring.resolve import Resolution, resolve_strategy
 from freezetune.scoring.sample import sample_batches
 from freezetune.strategies.registry import check_spec
 from freezetune.tasks.classification import SequenceClassification
 from freezetune.training.callbacks import Callback
+from freezetune.training.finetuner import Finetuner
 from freezetune.training.prefix_cache import CacheStore
 from freezetune.training.resume import changed_settings, load_state
 from freezetune.training.state import FitResult
@@ -329,7 +329,9 @@ def _write_run(run_dir: RunDir, result: RunResult, layers: LayerMap) -> None:
             "validation": result.validation,
             "test": result.test,
             "reported_split": split,
-            "note": None if split == "test" else "no --test-data: these are validation numbers, used for model selection, so optimistic",
+            "note": None if split == "test" else (
+                "no --test-data: these are validation numbers, used for model selection, so optimistic"
+            ),
             "costs": result.fit.costs,
             "best_step": result.fit.best_step,
             "stopped_early": result.fit.stopped_early,

@@ -120,7 +120,6 @@ def run_sweep(sweep: Sweep) -> list[dict[str, Any]]:
     # Everything is resolved before the first run, so a bad block range fails early.
     plans = {(s, seed): resolution(s, seed) for s in sweep.strategies for seed in sweep.seeds}
     rates = {key: _learning_rates(sweep, r.strategy, layers) for key, r in plans.items()}
-    del probe, layers
     total = sum(len(r) for r in rates.values())
     done = 0
     rows = []

@@ -81,7 +81,7 @@ def score_semantic(model, batches, *, layers: LayerMap | None = None,
         readouts = [semantic_deviation(x, labels) for x in states]
         trace = [r[0] for r in readouts]
         n = len(trace) - 1
-        virtual = [trace[0] + (trace[n] - trace[0]) * l / n for l in range(n + 1)]
+        virtual = [trace[0] + (trace[n] - trace[0]) * b / n for b in range(n + 1)]
         gap = [d - v for d, v in zip(trace, virtual)]
         shortfall = [gap[b + 1] - gap[b] for b in range(n)]
         return LayerScores(

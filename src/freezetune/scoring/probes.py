@@ -67,8 +67,8 @@ def pooled_states(model, layers: LayerMap, batches, max_samples) -> tuple[list[t
                 captured.clear()
                 model(**inputs)
                 mask = inputs["attention_mask"]
-                for l, hidden in enumerate(captured[: len(blocks) + 1]):
-                    pooled[l].append(pool_hidden(hidden, mask, pooling).double().cpu())
+                for boundary, hidden in enumerate(captured[: len(blocks) + 1]):
+                    pooled[boundary].append(pool_hidden(hidden, mask, pooling).double().cpu())
                 labels.append(torch.as_tensor(batch["labels"]).long().cpu())
     finally:
         for hook in hooks:

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+
 @dataclass
 class LayerScores:
     scorer: str

@@ -10,7 +10,6 @@ import torch
 from freezetune.core.errors import FreezetuneError
 from freezetune.io.loader import make_loader
 
-
 DEFAULT_SAMPLES = 256
 
 

@@ -25,7 +25,6 @@ from freezetune.scoring.forward_scorers import score_semantic, score_variability
 from freezetune.scoring.gradient_scorers import score_fisher, score_gradient, score_snr
 from freezetune.scoring.result import LayerScores
 
-
 # ---------------------------------------------------------------------- registry
 SCORERS: dict[str, Callable[..., LayerScores]] = {
     "semantic": score_semantic,

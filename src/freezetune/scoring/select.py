@@ -26,6 +26,7 @@ from freezetune.core.layout import LayerMap, block_unit
 from freezetune.core.plan import Plan
 from freezetune.scoring.result import LayerScores
 
+
 # ---------------------------------------------------------------------- budgets
 @dataclass(frozen=True)
 class _Budget:
@@ -38,7 +39,9 @@ def _budget(layers: LayerMap, budget: float | int) -> _Budget:
     counts = layers.counts()
     sizes = [counts[block_unit(i)] for i in range(n)]
     if isinstance(budget, bool) or not isinstance(budget, numbers.Real) or not math.isfinite(budget):
-        raise FreezetuneError(f"budget must be a number: a parameter fraction < 1 or a block count >= 1, got {budget!r}")
+        raise FreezetuneError(
+            f"budget must be a number: a parameter fraction < 1 or a block count >= 1, got {budget!r}"
+        )
     if budget <= 0:
         raise FreezetuneError(f"budget must be positive (a parameter fraction < 1 or a block count >= 1), got {budget}")
     if budget < 1:
@@ -181,7 +184,9 @@ def _choose_tensors(model, layers: LayerMap, values: dict[str, float], budget: f
             raise FreezetuneError(f"no block tensor scores >= {threshold:g}{best}; lower the threshold")
         return chosen, f"score >= {threshold:g}"
     if isinstance(budget, bool) or not isinstance(budget, numbers.Real) or not budget > 0:
-        raise FreezetuneError(f"budget must be a positive number (a parameter fraction < 1 or a tensor count), got {budget!r}")
+        raise FreezetuneError(
+            f"budget must be a positive number (a parameter fraction < 1 or a tensor count), got {budget!r}"
+        )
     if budget >= 1:
         if budget != int(budget):
             raise FreezetuneError(f"a tensor budget >= 1 is a tensor count and must be a whole number, got {budget}")

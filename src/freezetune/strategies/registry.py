@@ -98,7 +98,8 @@ def register(name: str, *, primary: str | None = None, help: dict[str, str] | No
 
     def decorate(fn: Callable[..., Plan]) -> Callable[..., Plan]:
         if name in REGISTRY:
-            raise ValueError(f"strategy {name!r} is registered twice ({REGISTRY[name].build.__module__} and {fn.__module__})")
+            first = REGISTRY[name].build.__module__
+            raise ValueError(f"strategy {name!r} is registered twice ({first} and {fn.__module__})")
         hints = get_type_hints(fn)
         options = {}
         skip = 2 if needs_context else 1  # (layers[, context])

@@ -7,7 +7,14 @@ from typing import TYPE_CHECKING
 
 from freezetune.io.loader import make_loader
 from freezetune.strategies.schedules import StaticSchedule
-from freezetune.training.prefix_cache import CacheKey, CacheStore, PrefixCache, build_cache, data_fingerprint, prefix_fingerprint
+from freezetune.training.prefix_cache import (
+    CacheKey,
+    CacheStore,
+    PrefixCache,
+    build_cache,
+    data_fingerprint,
+    prefix_fingerprint,
+)
 
 if TYPE_CHECKING:  # typing only: the Finetuner imports this module
     from freezetune.training.finetuner import Finetuner

@@ -181,7 +181,9 @@ class Finetuner:
         self.train_cache = self.caches.get(id(train))
         self.eval_cache = self.caches.get(id(eval)) if eval is not None else None
         train_loader = self.loader(train, shuffle=True, seed=cfg.seed, batch_size=cfg.batch_size)
-        eval_loader = self.loader(eval, shuffle=False, seed=0, batch_size=cfg.eval_batch_size) if eval is not None else None
+        eval_loader = None
+        if eval is not None:
+            eval_loader = self.loader(eval, shuffle=False, seed=0, batch_size=cfg.eval_batch_size)
         state = TrainState()
         for callback in self.callbacks:
             callback.on_fit_start(self)

@@ -19,7 +19,8 @@ from freezetune.core.layout import HEAD, LayerMap, block_unit, is_bias
 from freezetune.core.plan import Plan
 
 
-def param_groups(model: nn.Module, layers: LayerMap, plan: Plan, lr: float, weight_decay: float) -> list[dict[str, Any]]:
+def param_groups(model: nn.Module, layers: LayerMap, plan: Plan, lr: float,
+                 weight_decay: float) -> list[dict[str, Any]]:
     per_tensor = plan.per_tensor_lr
     groups: dict[tuple[str, bool, str], list[tuple[str, nn.Parameter]]] = {}
     units = {n: unit for unit, names in layers.units.items() for n in names}
