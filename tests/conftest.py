@@ -10,6 +10,9 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
+# Command-line flags that make a training run take seconds.
+FAST = ["--epochs", "1", "--batch-size", "8", "--max-length", "16", "--no-progress", "--retention", "none"]
+
 
 def tiny_bert(num_blocks: int = 4):
     from transformers import BertConfig, BertModel
@@ -104,3 +107,22 @@ def sentiment_csv(tmp_path):
         writer.writerow(["text", "label"])
         writer.writerows(rows)
     return train
+
+
+def toy_dataset(n=40, vocab=100, num_labels=3, seed=0, pairs=False):
+    """A tokenized toy data set (a `datasets.Dataset`), learnable like toy_batches."""
+    import datasets
+
+    g = torch.Generator().manual_seed(seed)
+    rows = {"input_ids": [], "attention_mask": [], "labels": []}
+    if pairs:
+        rows["token_type_ids"] = []
+    for _ in range(n):
+        length = int(torch.randint(4, 14, (1,), generator=g))
+        ids = torch.randint(5, vocab, (length,), generator=g).tolist()
+        rows["input_ids"].append(ids)
+        rows["attention_mask"].append([1] * length)
+        rows["labels"].append(ids[1] * num_labels // vocab)
+        if pairs:
+            rows["token_type_ids"].append([0] * (length // 2) + [1] * (length - length // 2))
+    return datasets.Dataset.from_dict(rows)

@@ -1,10 +1,9 @@
 """Frozen-prefix cache: suffix forward is exact, cached training equals uncached, never stale."""
 
-import datasets
 import pytest
 import torch
 
-from conftest import tiny_classifier, tiny_gpt2, tiny_llama
+from conftest import tiny_classifier, tiny_gpt2, tiny_llama, toy_dataset
 from freezetune.core.layout import LayerMap
 from freezetune.core.model import SequenceClassifier
 from freezetune.io.loader import make_loader
@@ -19,22 +18,6 @@ from freezetune.training.prefix_cache import (
     prefix_fingerprint,
     start_at,
 )
-
-
-def toy_dataset(n=40, vocab=100, num_labels=3, seed=0, pairs=False):
-    g = torch.Generator().manual_seed(seed)
-    rows = {"input_ids": [], "attention_mask": [], "labels": []}
-    if pairs:
-        rows["token_type_ids"] = []
-    for _ in range(n):
-        length = int(torch.randint(4, 14, (1,), generator=g))
-        ids = torch.randint(5, vocab, (length,), generator=g).tolist()
-        rows["input_ids"].append(ids)
-        rows["attention_mask"].append([1] * length)
-        rows["labels"].append(ids[1] * num_labels // vocab)
-        if pairs:
-            rows["token_type_ids"].append([0] * (length // 2) + [1] * (length - length // 2))
-    return datasets.Dataset.from_dict(rows)
 
 
 def cache_for(model, depth, data):

@@ -428,3 +428,12 @@ def test_score_command(tiny_model_dir, sentiment_csv, tmp_path, capsys):
                                "--samples", "64", "--json", str(tmp_path / "all.json")])
     assert every.run(every) == 0
     assert [r["scorer"] for r in json.loads((tmp_path / "all.json").read_text())["scores"]] == list(SCORERS)
+
+
+def test_selected_plans_reload_from_their_spec_without_scoring():
+    model, batches = clustered_model_and_batches(scramble_block=2)
+    layers = LayerMap.from_model(model)
+    scores = score(model, batches, "fisher")
+    for plan in (select_tensors(model, layers, scores, budget=3), select_tensors(model, layers, scores, threshold=0.5),
+                 select_tensors(model, layers, scores, budget=2, head=False), select_blocks(scores, layers, budget=2)):
+        assert resolve(plan.spec, layers) == plan

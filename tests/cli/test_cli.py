@@ -7,9 +7,8 @@ import sys
 import pytest
 import yaml
 
+from conftest import FAST
 from freezetune.cli.main import main
-
-FAST = ["--epochs", "1", "--batch-size", "8", "--max-length", "16", "--no-progress", "--retention", "none"]
 
 
 def run_cli(args, capsys):

@@ -9,9 +9,8 @@ import hashlib
 import pytest
 import torch
 
-from conftest import tiny_classifier
+from conftest import tiny_classifier, toy_dataset
 from freezetune import Finetuner, Plan
-from test_cache import toy_dataset
 
 
 class TwoPhases:

@@ -2,11 +2,10 @@
 
 import pytest
 import torch
-from conftest import tiny_bert, tiny_classifier, toy_batches
-from test_cache import toy_dataset
 from torch import nn
 
-from freezetune import Callback, Finetuner, FreezetuneError, Plan, SequenceClassification, Task
+from conftest import tiny_bert, tiny_classifier, toy_batches, toy_dataset
+from freezetune import Callback, Finetuner, FreezetuneError, Plan, Task
 
 
 class MeanRegressor(nn.Module):
@@ -132,12 +131,3 @@ def test_callbacks_follow_the_protocol():
 
     with pytest.raises(TypeError, match="subclass freezetune.Callback"):
         Finetuner(tiny_classifier(), "head_only", callbacks=[Duck()])
-
-
-def test_classification_is_a_task_too():
-    task = SequenceClassification(["a", "b", "c"])
-    assert isinstance(task, Task)
-    model = task.build_model(tiny_bert(), pooling="mean")
-    assert model.classifier.out_features == 3
-    out = task.predict(torch.tensor([[0.0, 2.0, 1.0]]))
-    assert out["label"] == ["b"] and out["probabilities"].sum().item() == pytest.approx(1.0)

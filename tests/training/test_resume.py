@@ -3,13 +3,12 @@
 import pytest
 import torch
 
-from conftest import tiny_classifier
+from conftest import tiny_classifier, toy_dataset
 from freezetune.core.errors import FreezetuneError
 from freezetune.core.plan import Plan
 from freezetune.runs.finetuner import Finetuner
 from freezetune.training.callbacks import Callback
 from freezetune.training.resume import load_state
-from test_cache import toy_dataset
 
 
 class StopAt(Callback):

@@ -1,0 +1,38 @@
+"""A sweep scores a measuring strategy once per seed and trains exactly the plan it scored."""
+
+import json
+
+from conftest import FAST
+from freezetune.cli.main import main
+from freezetune.scoring import auto as auto_module
+
+
+def test_auto_is_scored_once_per_seed_and_each_run_trains_the_scored_plan(tiny_model_dir, sentiment_csv, tmp_path,
+                                                                         monkeypatch):
+    scored = []
+    original = auto_module.score
+
+    def counting(model, batches, scorer, **kw):
+        result = original(model, batches, scorer, **kw)
+        scored.append(result)
+        return result
+
+    monkeypatch.setattr(auto_module, "score", counting)
+    out = tmp_path / "cmp"
+    args = ["compare", "--model", tiny_model_dir, "--data", str(sentiment_csv), "--strategy", "auto:gradient:budget=1",
+            "--strategy", "head_only", "--seeds", "2", "--lr-grid", "auto", "--output", str(out), *FAST]
+    assert main(args) == 0
+    assert len(scored) == 2  # one per seed: not once for rates and again in every run
+    runs = [p for p in (out / "runs").iterdir() if p.name.startswith("auto")]
+    assert len(runs) == 6  # 2 seeds x 3 rates
+    by_seed: dict[int, set] = {}
+    for run in runs:
+        seed = json.loads((run / "metrics.json").read_text())["plan"]
+        config = (run / "config.yaml").read_text()
+        by_seed.setdefault("seed: 1" in config, set()).add(tuple(seed["blocks"]))
+        assert (run / "scores.json").is_file() and "chosen: blocks" in (run / "selection.txt").read_text()
+    # every run of a seed trains that seed's one scored plan, the block its selection names
+    assert all(len(plans) == 1 for plans in by_seed.values())
+    for run in runs:
+        chosen = json.loads((run / "plan.json").read_text())["blocks"]
+        assert f"chosen: blocks {chosen[0]}" in (run / "selection.txt").read_text()
