@@ -50,7 +50,7 @@ def recommend(rows: list[dict], tolerance: float = 0.01) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m freezetune.demo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m freezetune.cli.demo", description=__doc__)
     parser.add_argument("--rows", type=int, default=1200, help="rows sampled (stratified) from the default data")
     parser.add_argument("--epochs", type=int, default=3, help="epochs per plan")
     parser.add_argument("--output", default="demo-runs", help="folder for the runs (replaced on each demo)")
