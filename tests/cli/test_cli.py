@@ -272,3 +272,9 @@ def test_every_command_has_help(command, capsys):
         main([command, "--help"])
     assert info.value.code == 0
     assert "usage: freezetune " + command in capsys.readouterr().out
+
+
+def test_inspecting_a_measuring_strategy_is_one_line_before_any_model_loads(capsys):
+    code, out, err = run_cli(["inspect", "--model", "/no/such/model", "--strategy", "auto:gradient"], capsys)
+    assert code == 2 and not out
+    assert err.count("\n") == 1 and "chooses its plan from scores on your data" in err

@@ -10,6 +10,7 @@ import argparse
 import json
 
 import freezetune
+from freezetune.cli.flags import add_checkpoint_flags
 
 
 def add_parser(commands) -> argparse.ArgumentParser:
@@ -21,17 +22,13 @@ def add_parser(commands) -> argparse.ArgumentParser:
             "Hugging Face folder (LoRA merged) or as a PEFT LoRA adapter."
         ),
     )
-    parser.add_argument("--checkpoint", required=True, metavar="RUN_OR_CKPT",
-                        help="checkpoint folder, or a run folder holding checkpoint/")
+    add_checkpoint_flags(parser)
     parser.add_argument("--to", required=True, metavar="FOLDER",
                         help="new or empty folder to write (an existing non-empty folder is refused)")
     parser.add_argument("--format", default="hf", choices=("hf", "peft"),
                         help="hf: config.json + model.safetensors + tokenizer for "
                              "AutoModelForSequenceClassification; peft: the LoRA adapter only "
                              "(LoRA checkpoints) (default: hf)")
-    parser.add_argument("--model", default=None, metavar="PATH",
-                        help="base model folder, when it moved since training (default: the path "
-                             "recorded in the checkpoint; its weights must match the checkpoint's fingerprint)")
     parser.set_defaults(run=run)
     return parser
 

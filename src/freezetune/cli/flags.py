@@ -67,6 +67,15 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
     add_dataclass_flags(parser, TrainConfig, "training")
 
 
+def add_checkpoint_flags(parser: argparse.ArgumentParser) -> None:
+    """--checkpoint and --model, as every command that reads a trained checkpoint takes them."""
+    parser.add_argument("--checkpoint", required=True, metavar="RUN_OR_CKPT",
+                        help="checkpoint folder, or a run folder holding checkpoint/")
+    parser.add_argument("--model", default=None, metavar="PATH",
+                        help="base model folder, when it moved since training (default: the path recorded in the "
+                             "checkpoint; its weights must match the checkpoint's fingerprint)")
+
+
 def add_config_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="YAML file whose keys are these flags' names; flags override it")
 

@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 
 import freezetune
+from freezetune.cli.flags import add_checkpoint_flags
 
 
 def add_parser(commands) -> argparse.ArgumentParser:
@@ -21,8 +22,7 @@ def add_parser(commands) -> argparse.ArgumentParser:
             "column (the label name) and one `prob_<label>` column per label."
         ),
     )
-    parser.add_argument("--checkpoint", required=True, metavar="RUN_OR_CKPT",
-                        help="checkpoint folder, or a run folder holding checkpoint/")
+    add_checkpoint_flags(parser)
     parser.add_argument("--data", required=True, metavar="FILE",
                         help="file to label (CSV, TSV, JSONL, Parquet)")
     parser.add_argument("--text-column", default=None, metavar="NAME",
@@ -37,9 +37,6 @@ def add_parser(commands) -> argparse.ArgumentParser:
                         help="examples per forward pass (default: 64)")
     parser.add_argument("--max-length", type=int, default=None, metavar="N",
                         help="tokens per example; longer texts are truncated (default: as in training)")
-    parser.add_argument("--model", default=None, metavar="PATH",
-                        help="base model folder, when it moved since training (default: the path "
-                             "recorded in the checkpoint; its weights must match the checkpoint's fingerprint)")
     parser.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
     parser.set_defaults(run=run)
     return parser

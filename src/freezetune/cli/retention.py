@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 
 import freezetune
+from freezetune.cli.flags import add_checkpoint_flags
 
 
 def add_parser(commands) -> argparse.ArgumentParser:
@@ -19,8 +20,7 @@ def add_parser(commands) -> argparse.ArgumentParser:
                     "of mean-pooled embeddings (sentence encoders), perplexity on reference text (causal LMs) "
                     "or CKA between base and tuned representations (any model).",
     )
-    parser.add_argument("--checkpoint", required=True, metavar="RUN_OR_CKPT",
-                        help="checkpoint folder, or a run folder holding checkpoint/")
+    add_checkpoint_flags(parser)
     parser.add_argument("--reference", default="auto", choices=("auto", "sts", "ppl", "cka"),
                         help="auto: sts when STS-B is available for an encoder, else cka (default: auto)")
     parser.add_argument("--reference-data", "--reference_data", dest="reference_data", default=None,
@@ -28,8 +28,6 @@ def add_parser(commands) -> argparse.ArgumentParser:
                              "(default: ../shared/data STS-B dev or WikiText-2 test, else built-in sentences)")
     parser.add_argument("--limit", type=int, default=None,
                         help="at most this many pairs / texts (tokens for ppl; default 20,000 tokens)")
-    parser.add_argument("--model", default=None, metavar="PATH",
-                        help="base model folder when it moved since training (must match the fingerprint)")
     parser.set_defaults(run=run)
     return parser
 

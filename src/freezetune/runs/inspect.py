@@ -6,7 +6,7 @@ from freezetune.core.errors import FreezetuneError
 from freezetune.core.layout import LayerMap
 from freezetune.core.model import is_decoder, load_classifier
 from freezetune.io import defaults
-from freezetune.strategies.registry import resolve
+from freezetune.strategies.registry import needs_context, resolve
 
 
 def load_for_inspection(model_path: str, *, gguf_file: str | None = None, pooling: str = "auto"):
@@ -27,6 +27,11 @@ def load_for_inspection(model_path: str, *, gguf_file: str | None = None, poolin
 def inspect_model(
     model_path: str | None, *, gguf_file: str | None = None, pooling: str = "auto", strategy: str | None = None
 ) -> str:
+    if strategy and needs_context(strategy):  # checked before the model loads: the error is the only output
+        raise FreezetuneError(
+            f"{strategy} chooses its plan from scores on your data; `freezetune score --data FILE` shows them, "
+            "and a run's selection.txt says what it chose"
+        )
     model_path = model_path or defaults.default_model_path()
     model = load_for_inspection(model_path, gguf_file=gguf_file, pooling=pooling)
     layers = LayerMap.from_model(model)
