@@ -112,6 +112,11 @@ def test_every_registered_strategy_resolves_round_trips_and_reloads(name, factor
             resolve(spec, layers, context)
         return
     plan = resolve(spec, layers, context)
+    if REGISTRY[name].schedule:  # a schedule reloads from its spec, and every plan it gives is valid
+        assert resolve(spec, layers) == plan
+        for step in (0, 1, 7, 40):
+            assert plan.plan_at(step, step // 5, {"last_loss": 1.0}).validate(layers).head
+        return
     assert Plan.from_json(plan.to_json()) == plan
     assert hash(plan) == hash(Plan.from_json(plan.to_json()))
     assert plan.spec == spec

@@ -27,6 +27,7 @@ from freezetune.io.checkpoint import base_fingerprint, save_checkpoint
 from freezetune.io.data import ClassificationData, load_classification_data
 from freezetune.io.rundir import RunDir
 from freezetune.measure.retention import measure, resolve_reference
+from freezetune.runs.timeline import Timeline
 from freezetune.scoring.resolve import Resolution, resolve_strategy
 from freezetune.scoring.sample import sample_batches
 from freezetune.strategies.registry import check_spec
@@ -144,7 +145,10 @@ class MetricsLogger(Callback):
 
     def on_plan_change(self, tuner, old, new) -> None:
         if old is not None:
-            self.run_dir.append_metrics({"kind": "plan_change", "from": old.spec, "to": new.spec})
+            step = tuner.state.step if tuner.state is not None else 0
+            self.run_dir.append_metrics({"kind": "plan_change", "step": step, "from": old.spec, "to": new.spec,
+                                         "blocks": list(new.trainable_blocks(tuner.layers.num_blocks)),
+                                         "embeddings": new.embeddings, "head": new.head})
 
 
 def load_data(spec: RunSpec, tokenizer) -> ClassificationData:
@@ -237,7 +241,8 @@ def run_training(
         tokenizer_name=getattr(tokenizer, "name_or_path", ""),
         state_dir=str(run_dir.file("resume")) if run_dir else None,
         state_key=_resume_key(spec),
-        callbacks=[*([MetricsLogger(run_dir)] if run_dir else []), *resolution.callbacks],
+        callbacks=[*([MetricsLogger(run_dir), Timeline(run_dir.file("timeline.png"))] if run_dir else []),
+                   *resolution.callbacks],
         cache_store=caches.prefix,
     )
     log.info("plan:\n%s", tuner.plan.describe(tuner.layers))
@@ -277,6 +282,7 @@ def run_training(
         saved = save_checkpoint(
             run_dir.file("checkpoint"), tuner.model, fit.plan, base_path=m.model, gguf_file=m.gguf_file,
             base_fingerprint=fingerprint, label_names=data.label_names, config=spec.flat(),
+            trained_names=fit.trained_names,  # a schedule's checkpoint holds every tensor that ever trained
         )
         fit.costs["checkpoint_bytes"] = saved["checkpoint_bytes"]
         fit.costs["full_model_bytes"] = saved["full_model_bytes"]

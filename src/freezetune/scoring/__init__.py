@@ -4,6 +4,7 @@ Importing the package registers ``auto`` and ``auto_rgn`` in the strategy regist
 """
 
 from freezetune.scoring.auto import auto_plan
+from freezetune.scoring.autofreeze import AutoFreeze
 from freezetune.scoring.cost import full_step_seconds, run_estimate
 from freezetune.scoring.resolve import Resolution, callbacks_for, resolve_strategy
 from freezetune.scoring.result import LayerScores
@@ -13,7 +14,8 @@ from freezetune.scoring.scorers import SCORERS, TENSOR_SCORERS, score
 from freezetune.scoring.select import explain, explain_tensors, select_blocks, select_tensors
 
 __all__ = [
-    "DEFAULT_SAMPLES", "LayerScores", "Resolution", "RgnCallback", "SCORERS", "TENSOR_SCORERS", "auto_plan",
+    "AutoFreeze", "DEFAULT_SAMPLES", "LayerScores", "Resolution", "RgnCallback", "SCORERS", "TENSOR_SCORERS",
+    "auto_plan",
     "callbacks_for", "explain", "explain_tensors", "full_step_seconds", "resolve_strategy", "run_estimate",
     "sample_batches", "score", "select_blocks", "select_tensors",
 ]

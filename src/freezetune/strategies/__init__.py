@@ -4,7 +4,7 @@ Importing the package registers the static strategies; the scoring layer registe
 and ``auto_rgn`` when it is imported.
 """
 
-from freezetune.strategies import static
+from freezetune.strategies import scheduled, static
 from freezetune.strategies.lr_policy import default_lr, discriminative
 from freezetune.strategies.registry import (
     REGISTRY,
@@ -19,5 +19,5 @@ from freezetune.strategies.schedules import Schedule, StaticSchedule
 
 __all__ = [
     "REGISTRY", "ResolveContext", "Schedule", "StaticSchedule", "check_spec", "default_lr", "discriminative",
-    "listing", "needs_context", "register", "resolve", "static",
+    "listing", "needs_context", "register", "resolve", "scheduled", "static",
 ]

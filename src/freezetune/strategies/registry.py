@@ -25,6 +25,7 @@ from freezetune.core.layout import LayerMap
 from freezetune.core.plan import Plan
 from freezetune.core.spec import Names, convert, format_value, parse_spec
 from freezetune.strategies.lr_policy import discriminative
+from freezetune.strategies.schedules import Schedule
 from freezetune.tasks.task import Task
 
 
@@ -44,11 +45,12 @@ class Strategy:
     options: dict[str, Option]
     primary: str | None
     needs_context: bool = False
+    schedule: bool = False  # builds a Schedule (plans that change while training), not a Plan
 
     def usage(self) -> str:
         parts = [self.name]
         for option in self.options.values():
-            if option.name not in COMMON:
+            if self.schedule or option.name not in COMMON:
                 parts.append(f"{option.name}={format_value(option.default)}")
         return ":".join(parts)
 
@@ -93,8 +95,12 @@ COMMON = {
 
 
 def register(name: str, *, primary: str | None = None, help: dict[str, str] | None = None,
-             needs_context: bool = False):
-    """Register ``fn(layers, [context,] **options) -> Plan`` under ``name`` (once)."""
+             needs_context: bool = False, schedule: bool = False):
+    """Register ``fn(layers, [context,] **options) -> Plan`` under ``name`` (once).
+
+    ``schedule=True``: ``fn`` returns a Schedule; it takes only its own options (the common ones
+    describe one plan, a schedule decides its plans itself).
+    """
 
     def decorate(fn: Callable[..., Plan]) -> Callable[..., Plan]:
         if name in REGISTRY:
@@ -106,7 +112,8 @@ def register(name: str, *, primary: str | None = None, help: dict[str, str] | No
         for param in list(inspect.signature(fn).parameters.values())[skip:]:
             options[param.name] = Option(param.name, hints[param.name], param.default, (help or {}).get(param.name, ""))
         summary = (inspect.getdoc(fn) or name).splitlines()[0]
-        REGISTRY[name] = Strategy(name, fn, summary, {**options, **COMMON}, primary, needs_context)
+        common = {} if schedule else COMMON
+        REGISTRY[name] = Strategy(name, fn, summary, {**options, **common}, primary, needs_context, schedule)
         return fn
 
     return decorate
@@ -147,11 +154,13 @@ def needs_context(spec: str | Plan) -> bool:
     return not isinstance(spec, Plan) and _parse(spec)[0].needs_context
 
 
-def resolve(spec: str | Plan, layers: LayerMap, context: ResolveContext | None = None) -> Plan:
-    """Turn a spec (or a ready Plan) into a validated Plan for this model."""
+def resolve(spec: str | Plan, layers: LayerMap, context: ResolveContext | None = None) -> Plan | Schedule:
+    """Turn a spec (or a ready Plan) into a validated Plan (or a Schedule) for this model."""
     if isinstance(spec, Plan):
         return spec.validate(layers)
     strategy, values = _parse(spec)
+    if strategy.schedule:
+        return strategy.build(layers, **values)
     own = {k: v for k, v in values.items() if k not in COMMON}
     if strategy.needs_context:
         plan = strategy.build(layers, context or ResolveContext(model=layers.model), **own)
@@ -182,11 +191,11 @@ def listing() -> str:
         strategy = REGISTRY[name]
         lines.append(f"{strategy.usage():<48} {strategy.doc}")
         for option in strategy.options.values():
-            if option.name not in COMMON:
+            if strategy.schedule or option.name not in COMMON:
                 primary = " (bare value allowed)" if option.name == strategy.primary else ""
                 lines.append(f"    {option.name:<12} {option.help}{primary}")
     lines.append("")
-    lines.append("Options every strategy takes:")
+    lines.append("Options every strategy takes (schedules excepted: they choose their own plans):")
     for option in COMMON.values():
         lines.append(f"    {option.name:<12} {option.help}")
     return "\n".join(lines)

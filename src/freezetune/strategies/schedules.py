@@ -21,6 +21,16 @@ class Schedule(Protocol):
     def plan_at(self, step: int, epoch: int, observations: dict[str, Any]) -> Plan: ...
 
 
+def rate_plan(schedule: Schedule) -> Plan:
+    """The plan a schedule's default learning rate is chosen for.
+
+    A schedule may name it (``rate_plan``: gradual unfreezing starts with the head alone, yet its
+    one rate must suit every block it will open); otherwise its first plan decides.
+    """
+    named = getattr(schedule, "rate_plan", None)
+    return named if isinstance(named, Plan) else schedule.plan_at(0, 0, {})
+
+
 @dataclass(frozen=True)
 class StaticSchedule:
     """A plan that never changes."""

@@ -34,7 +34,7 @@ from freezetune.io.loader import make_loader
 from freezetune.measure.costs import PeakMemory, StepTimer, count_parameters
 from freezetune.strategies.lr_policy import default_lr
 from freezetune.strategies.registry import needs_context, resolve
-from freezetune.strategies.schedules import Schedule, StaticSchedule
+from freezetune.strategies.schedules import Schedule, StaticSchedule, rate_plan
 from freezetune.tasks.classification import SequenceClassification
 from freezetune.tasks.task import Task
 from freezetune.training.cache_setup import prepare_caches
@@ -75,11 +75,13 @@ class Finetuner:
                     f"{strategy!r} measures the model to choose a plan: use freezetune.Finetuner (it resolves it "
                     "before training) or pass the resolved Plan"
                 )
-            self.schedule = StaticSchedule(resolve(strategy, self.layers))
+            resolved = resolve(strategy, self.layers)
+            self.schedule = StaticSchedule(resolved) if isinstance(resolved, Plan) else resolved
         self.tokenizer_name, self.pad_token_id = tokenizer_name, pad_token_id
         self.state_dir = state_dir  # where resumable state goes (None: nowhere)
         self.state_key = state_key  # identifies the configuration a saved state belongs to
-        self.callbacks = checked(callbacks)
+        # A schedule that watches training (AutoFreeze) hears the loop like any callback.
+        self.callbacks = checked([*callbacks, *([self.schedule] if isinstance(self.schedule, Callback) else [])])
         self.cache_store = cache_store if cache_store is not None else CacheStore()
         self.caches: dict[int, PrefixCache] = {}
         self.train_cache = self.eval_cache = None
@@ -87,6 +89,8 @@ class Finetuner:
         self.plan: Plan | None = None
         self.optimizer: torch.optim.Optimizer | None = None
         self.lr = 0.0
+        self.trained: set[str] = set()  # every parameter that trained under any plan so far
+        self.state: TrainState | None = None  # the fit in progress
         self.device = pick_device()
         self.autocast_dtype = autocast_dtype(self.config.precision, self.device)
         self.model.to(self.device)
@@ -104,10 +108,11 @@ class Finetuner:
             # PEFT injects adapters once; parameter names change, so the map is rebuilt.
             self.model, self.layers = add_lora(self.model, plan.lora, self.layers)
         plan.apply(self.model, self.layers)
+        self.trained.update(n for n, p in self.model.named_parameters() if p.requires_grad)
         if self.config.gradient_checkpointing:
             checkpoint_suffix(self.layers, self.frozen_prefix_depth())
         if old is None:
-            self.lr = self.config.lr or default_lr(plan, self.layers)
+            self.lr = self.config.lr or default_lr(rate_plan(self.schedule), self.layers)
         self.build_optimizer()
         self.set_modes()
         for callback in self.callbacks:
@@ -184,7 +189,7 @@ class Finetuner:
         eval_loader = None
         if eval is not None:
             eval_loader = self.loader(eval, shuffle=False, seed=0, batch_size=cfg.eval_batch_size)
-        state = TrainState()
+        state = self.state = TrainState()
         for callback in self.callbacks:
             callback.on_fit_start(self)
         skip = restore(self, resume, state, train_loader) if resume is not None else 0
@@ -204,16 +209,20 @@ class Finetuner:
             self.load_trainable(state.best_weights)
         self.model.eval()
         costs = self._costs(state, timer, memory, train_time, cache_build_s)
-        result = FitResult(state.best_metrics, state.best_step, state.history, costs, self.plan, self.lr, stopped_early)
+        result = FitResult(state.best_metrics, state.best_step, state.history, costs, self.plan, self.lr, stopped_early,
+                           trained_names=sorted(self.trained))
         for callback in self.callbacks:
             callback.on_fit_end(self, result)
         return result
 
     def _costs(self, state: TrainState, timer: StepTimer, memory: PeakMemory, train_time: float,
                cache_build_s: float) -> dict[str, Any]:
-        trainable, total = count_parameters(self.model)
+        now, total = count_parameters(self.model)
+        params = dict(self.model.named_parameters())
+        trainable = sum(params[n].numel() for n in self.trained if n in params)  # a schedule's: all it ever trained
         return {
             "trainable_params": trainable,
+            "trainable_params_at_end": now,
             "total_params": total,
             "trainable_pct": 100.0 * trainable / total,
             "frozen_prefix_depth": self.frozen_prefix_depth(),

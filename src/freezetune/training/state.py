@@ -19,6 +19,7 @@ class FitResult:
     plan: Plan
     lr: float
     stopped_early: bool = False
+    trained_names: list[str] = field(default_factory=list)  # every parameter that trained at some point
 
 
 @dataclass
