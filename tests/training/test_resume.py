@@ -35,8 +35,13 @@ def train(tmp_path, stop_at=None, resume=False, **options):
 RGN = Plan(blocks=(0, 1, 2, 3), embeddings=True, lr_rescale="rgn", spec="auto_rgn")
 
 
+SCHEDULES = [{"strategy": "lift:steps=2"}, {"strategy": "lift:order=bottom_up:steps=3", "cache": "on"},
+             {"strategy": "lisa:1:interval=3"}, {"strategy": "hft:steps=3"}, {"strategy": "gradual_unfreeze:steps=2"},
+             {"strategy": "autofreeze:interval=2:tolerance=0.5"}]
+
+
 @pytest.mark.parametrize("options", [{"bucket": True}, {"strategy": "full", "grad_accum": 2, "cache": "off"},
-                                     {"keep_best": False, "eval_every": 3}, {"strategy": RGN}])
+                                     {"keep_best": False, "eval_every": 3}, {"strategy": RGN}, *SCHEDULES])
 # 5 batches per epoch: stop before the end-of-epoch save (resume mid-epoch from step 4), or just after it
 @pytest.mark.parametrize("stop_at", [5, 6])
 def test_resume_is_bit_identical(tmp_path, options, stop_at):

@@ -45,8 +45,8 @@ def resolve_strategy(strategy: str | Plan | Schedule, model: nn.Module, *, task:
     if isinstance(strategy, Schedule):
         return Resolution(strategy)
     context = ResolveContext(model=model, task=task, sample=sample)
-    plan = resolve(strategy, LayerMap.from_model(model), context)
-    return Resolution(plan, callbacks_for(plan), context.selections)
+    resolved = resolve(strategy, LayerMap.from_model(model), context)
+    return Resolution(resolved, callbacks_for(resolved) if isinstance(resolved, Plan) else [], context.selections)
 
 
 def callbacks_for(plan: Plan) -> list[Callback]:

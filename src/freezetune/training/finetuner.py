@@ -261,7 +261,8 @@ class Finetuner:
 
     # ------------------------------------------------------------------ weights
     def trainable_state(self) -> dict[str, torch.Tensor]:
-        return {n: p.detach().clone() for n, p in self.model.named_parameters() if p.requires_grad}
+        """Copies of every parameter that has trained so far (under a schedule, earlier plans' too)."""
+        return {n: p.detach().clone() for n, p in self.model.named_parameters() if n in self.trained}
 
     def load_trainable(self, weights: dict[str, torch.Tensor]) -> None:
         params = dict(self.model.named_parameters())

@@ -69,6 +69,7 @@ def snapshot(tuner: Finetuner, state: TrainState) -> dict[str, Any]:
         "rng": rng_state(),
         "plan": tuner.plan.to_dict(),
         "lr": tuner.lr,
+        "trained_names": sorted(tuner.trained),
         "trainable": tuner.trainable_state(),
         "optimizer": tuner.optimizer.state_dict(),
         "best": {k: getattr(state, k) for k in TrainState.BEST_FIELDS},
@@ -83,6 +84,7 @@ def restore(tuner: Finetuner, saved: dict[str, Any], state: TrainState, train_lo
     tuner.lr = saved["lr"]
     tuner.switch_plan(Plan.from_dict(saved["plan"]))
     tuner.build_optimizer()  # the saved optimizer state must map onto fresh groups
+    tuner.trained.update(saved["trained_names"])
     tuner.load_trainable(saved["trainable"])
     tuner.optimizer.load_state_dict(saved["optimizer"])
     for key, value in saved["best"].items():
