@@ -278,3 +278,13 @@ def test_inspecting_a_measuring_strategy_is_one_line_before_any_model_loads(caps
     code, out, err = run_cli(["inspect", "--model", "/no/such/model", "--strategy", "auto:gradient"], capsys)
     assert code == 2 and not out
     assert err.count("\n") == 1 and "chooses its plan from scores on your data" in err
+
+
+def test_compare_takes_schedules_like_any_strategy(tiny_model_dir, sentiment_csv, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    args = ["compare", "--model", tiny_model_dir, "--data", str(sentiment_csv), "--strategy", "lift:steps=2",
+            "--strategy", "gradual_unfreeze:steps=2", "--seeds", "1", "--lr-grid", "auto", "--output", str(out), *FAST]
+    assert main(args) == 0
+    rows = {r["strategy"]: r for r in json.loads((out / "results.json").read_text())["rows"]}
+    assert rows["lift:steps=2"]["lrs_tried"] == [1e-4, 3e-4, 9e-4]  # around the one-block default, 3e-4
+    assert rows["gradual_unfreeze:steps=2"]["lrs_tried"] == [3.333e-05, 1e-4, 3e-4]  # its rate suits all blocks

@@ -19,7 +19,8 @@ STRATEGY_HELP = (
     "what trains, in the plan-spec grammar NAME[:VALUE][:KEY=VALUE...]: full, head_only, "
     "lower_half, alternate (blocks 0,2,4,... and embeddings frozen), top_k:2, depth:3, "
     "layers:0,3,10-12, attention|ffn|norm|bias (BitFit), lora:r=8:blocks=4,5, "
-    "auto:semantic:budget=0.25 (scores blocks on the data and picks); options for all: "
+    "auto:semantic:budget=0.25 (scores blocks on the data and picks); schedules: lift, gradual_unfreeze, "
+    "lisa:2, hft, autofreeze (docs/schedules.md); options for all plans: "
     "embeddings=true, head=false, modules=attention+norm, lr_decay=2.6. Blocks are numbered "
     "from 0 at the input. `freezetune strategies` lists everything"
 )

@@ -26,6 +26,7 @@ from typing import Any
 from freezetune.core.errors import FreezetuneError
 from freezetune.core.layout import LayerMap
 from freezetune.core.model import load_tokenizer
+from freezetune.core.plan import Plan
 from freezetune.io.rundir import RunDir
 from freezetune.runs.run import RunCaches, RunSpec, load_data, load_model, run_training
 from freezetune.runs.tables import results_table
@@ -33,6 +34,7 @@ from freezetune.scoring.resolve import Resolution, resolve_strategy
 from freezetune.scoring.sample import sample_batches
 from freezetune.strategies.lr_policy import default_lr
 from freezetune.strategies.registry import check_spec, needs_context
+from freezetune.strategies.schedules import Schedule, rate_plan
 from freezetune.tasks.classification import SequenceClassification
 
 log = logging.getLogger("freezetune")
@@ -71,8 +73,8 @@ def run_hash(spec: RunSpec) -> str:
     return hashlib.sha256(json.dumps(flat, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
-def _learning_rates(sweep: Sweep, plan, layers) -> list[float]:
-    default = default_lr(plan, layers)
+def _learning_rates(sweep: Sweep, strategy: Plan | Schedule, layers) -> list[float]:
+    default = default_lr(strategy if isinstance(strategy, Plan) else rate_plan(strategy), layers)
     if sweep.lr_grid is None:
         # The default is written out, so a run is the same run (same hash) whichever way its rate was asked for.
         return [sweep.base.train.lr or round(default, 8)]
