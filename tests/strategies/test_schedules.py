@@ -1,9 +1,9 @@
 """Every schedule's exact trainable set at given steps, on BERT, GPT-2 and Llama shapes."""
 
 import pytest
-from conftest import tiny_classifier, tiny_gpt2, tiny_llama
 
 import freezetune.scoring  # noqa: F401  (registers autofreeze)
+from conftest import tiny_classifier, tiny_gpt2, tiny_llama
 from freezetune.core.errors import FreezetuneError
 from freezetune.core.layout import LayerMap, block_unit
 from freezetune.strategies.registry import REGISTRY, listing, resolve

@@ -4,8 +4,8 @@ import json
 
 import pytest
 import torch
-from conftest import FAST, tiny_classifier, toy_dataset
 
+from conftest import FAST, tiny_classifier, toy_dataset
 from freezetune import Callback, Finetuner
 from freezetune.cli.main import main
 from freezetune.training.lr_schedule import lr_factor, warmup_steps
