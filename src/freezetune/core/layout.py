@@ -103,6 +103,17 @@ class LayerMap:
                 return unit
         raise KeyError(param_name)
 
+    def unit_for(self, param_name: str) -> str:
+        """The unit of any parameter, adapter tensors added (by PEFT) after the map was built included:
+        those under the block list go with their block, any other unknown one with the head."""
+        prefix = self.block_path + "."
+        if param_name.startswith(prefix):
+            return block_unit(int(param_name[len(prefix):].split(".", 1)[0]))
+        try:
+            return self.unit_of(param_name)
+        except KeyError:
+            return HEAD
+
     def block_of_tensor(self) -> dict[str, int]:
         """Block index of every block parameter (embeddings and head tensors are absent)."""
         return {n: i for i in range(self.num_blocks) for n in self.units[block_unit(i)]}

@@ -19,14 +19,14 @@ class Timeline(Callback):
         self.units: list[str] = []
 
     def on_plan_change(self, tuner, old, new) -> None:
-        params = dict(tuner.model.named_parameters())
-        shares = {}
-        for unit, names in tuner.layers.units.items():
-            total = sum(params[n].numel() for n in names)
-            trained = sum(p.numel() for n, p in params.items()
-                          if p.requires_grad and (n in names or _adapter_of(n, names)))
-            shares[unit] = min(1.0, trained / total) if total else 0.0
-        self.units = list(tuner.layers.units)
+        layers = tuner.layers
+        trained = dict.fromkeys(layers.units, 0)
+        for name, param in tuner.model.named_parameters():
+            if param.requires_grad:
+                trained[layers.unit_for(name)] += param.numel()
+        totals = layers.counts()
+        shares = {unit: min(1.0, trained[unit] / totals[unit]) if totals[unit] else 0.0 for unit in layers.units}
+        self.units = list(layers.units)
         step = tuner.state.step if tuner.state is not None else 0
         if self.changes and self.changes[-1][0] == step:
             self.changes[-1] = (step, shares)
@@ -58,10 +58,3 @@ class Timeline(Callback):
         figure.savefig(self.path, format="png", dpi=100)
         return self.path
 
-
-def _adapter_of(name: str, unit_names: list[str]) -> bool:
-    """LoRA adapter tensors belong to the unit of the layer they adapt."""
-    if "lora_" not in name:
-        return False
-    module = name.split(".lora_", 1)[0]
-    return any(n.startswith(module + ".") for n in unit_names)

@@ -32,6 +32,11 @@ from freezetune.strategies.lr_policy import discriminative
 from freezetune.strategies.registry import register
 
 ORDERS = ("top_down", "bottom_up", "random")
+# How long a stage (phase) lasts, for every schedule that has stages.
+STAGE_HELP = {
+    "steps": "optimizer steps per stage (0: stages last `epochs` epochs)",
+    "epochs": "epochs per stage when steps=0",
+}
 
 
 def stage_of(step: int, epoch: int, steps: int, epochs: int) -> int:
@@ -72,8 +77,7 @@ class Lift:
 
 @register("lift", help={
     "order": "top_down (default), bottom_up or random: the order blocks take their turn",
-    "steps": "optimizer steps per phase (0: phases last `epochs` epochs)",
-    "epochs": "epochs per phase when steps=0",
+    **STAGE_HELP,
     "blocks": "the blocks that take turns (default: all)",
     "seed": "seed of the random order",
 }, schedule=True)
@@ -109,8 +113,7 @@ class GradualUnfreeze:
 
 
 @register("gradual_unfreeze", help={
-    "steps": "optimizer steps per stage (0: one stage per `epochs` epochs)",
-    "epochs": "epochs per stage when steps=0",
+    **STAGE_HELP,
     "lr_decay": "discriminative rates: each block below the top gets lr / lr_decay more (ULMFiT: 2.6)",
 }, schedule=True)
 def gradual_unfreeze(layers: LayerMap, steps: int = 0, epochs: int = 1, lr_decay: float = 2.6) -> GradualUnfreeze:
@@ -186,8 +189,7 @@ def weight_pools(layers: LayerMap) -> tuple[tuple[tuple[str, ...], ...], ...]:
 
 
 @register("hft", help={
-    "steps": "optimizer steps per stage (0: one stage per `epochs` epochs)",
-    "epochs": "epochs per stage when steps=0",
+    **STAGE_HELP,
     "seed": "seed of the draws",
 }, schedule=True)
 def hft(layers: LayerMap, steps: int = 0, epochs: int = 1, seed: int = 0) -> HalfFineTuning:

@@ -15,7 +15,7 @@ from torch import nn
 
 from freezetune.core.config import TrainConfig
 from freezetune.core.errors import FreezetuneError
-from freezetune.core.layout import HEAD, LayerMap, block_unit, is_bias
+from freezetune.core.layout import LayerMap, is_bias
 from freezetune.core.plan import Plan
 
 
@@ -23,13 +23,12 @@ def param_groups(model: nn.Module, layers: LayerMap, plan: Plan, lr: float,
                  weight_decay: float) -> list[dict[str, Any]]:
     per_tensor = plan.per_tensor_lr
     groups: dict[tuple[str, bool, str], list[tuple[str, nn.Parameter]]] = {}
-    units = {n: unit for unit, names in layers.units.items() for n in names}
+    mapped = {n for names in layers.units.values() for n in names}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        # Adapter tensors added by PEFT after the map was built go with their block.
-        unit = units.get(name) or _unit_for(name, layers)
-        decay = name not in units or not (is_bias(name) or layers.groups.get(name) == "norm" or param.ndim < 2)
+        unit = layers.unit_for(name)  # adapter tensors added by PEFT go with their block
+        decay = name not in mapped or not (is_bias(name) or layers.groups.get(name) == "norm" or param.ndim < 2)
         groups.setdefault((unit, decay, name if per_tensor else ""), []).append((name, param))
     out = []
     for (unit, decay, tensor), members in groups.items():
@@ -64,9 +63,3 @@ def build_optimizer(groups: list[dict[str, Any]], config: TrainConfig, lr: float
                 optimizer.state[param] = old_state[param]
     return optimizer
 
-
-def _unit_for(name: str, layers: LayerMap) -> str:
-    prefix = layers.block_path + "."
-    if name.startswith(prefix):
-        return block_unit(int(name[len(prefix):].split(".", 1)[0]))
-    return HEAD
