@@ -2,15 +2,19 @@
 
 Measuring strategies (``auto``, ``auto_rgn``) score the model on labelled data, so they need a
 ``sample``: a tokenized training set (a seeded 256-row sample of it is scored) or ready batches.
+``auto:method=race`` trains candidates, so it needs the tokenized training set as ``sample`` and
+the validation set as ``validation``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import fields, replace
 from typing import Any
 
 from torch import nn
 
+from freezetune.core.config import TrainConfig
 from freezetune.core.plan import Plan
 from freezetune.scoring.resolve import resolve_strategy
 from freezetune.scoring.sample import sample_batches
@@ -27,10 +31,14 @@ class Finetuner(_TrainingFinetuner):
     """
 
     def __init__(self, model: nn.Module, strategy: str | Plan | Schedule = "full", *,
-                 freeze_pattern: str | Plan | None = None, sample: Any = None, task: Task | None = None,
-                 callbacks: Iterable[Callback] = (), pad_token_id: int = 0, **kwargs: Any):
+                 freeze_pattern: str | Plan | None = None, sample: Any = None, validation: Any = None,
+                 task: Task | None = None, callbacks: Iterable[Callback] = (), pad_token_id: int = 0, **kwargs: Any):
         strategy = freeze_pattern if freeze_pattern is not None else strategy
-        resolution = resolve_strategy(strategy, model, task=task, sample=_batches(sample, pad_token_id))
+        names = {f.name for f in fields(TrainConfig)}
+        config = replace(kwargs.get("config") or TrainConfig(), **{k: v for k, v in kwargs.items() if k in names})
+        resolution = resolve_strategy(
+            strategy, model, task=task, sample=_batches(sample, pad_token_id), pad_token_id=pad_token_id,
+            train=sample if hasattr(sample, "column_names") else None, validation=validation, config=config)
         self.selections = resolution.selections
         super().__init__(model, resolution.strategy, task=task, callbacks=[*callbacks, *resolution.callbacks],
                          pad_token_id=pad_token_id, **kwargs)

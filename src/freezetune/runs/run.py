@@ -175,7 +175,7 @@ def load_data(spec: RunSpec, tokenizer) -> ClassificationData:
 RESUME_IGNORES = {"progress", "output", "overwrite"}
 
 
-class _Retention:
+class Retention:
     """Measures the pretrained skill before training (once per base) and after it."""
 
     def __init__(self, spec: RunSpec, model, tokenizer, before: dict[tuple, float]):
@@ -193,6 +193,26 @@ class _Retention:
     def after(self, model, tokenizer) -> dict[str, Any]:
         base = self.base if self.base is not None else model.backbone
         return measure(base, model.backbone, tokenizer, before=self.before.get(self.key), **self.options)
+
+    def kept(self, model, tokenizer) -> float:
+        """The share of the base model's skill ``model`` keeps: after/before (perplexity: before/after)."""
+        scores = self.after(model, tokenizer)
+        if self.kind == "ppl":
+            return scores["before"] / scores["after"]
+        return scores["after"] / scores["before"] if scores["before"] else 0.0
+
+
+def resolve_for_run(spec: RunSpec, model, task, data: ClassificationData, tokenizer, caches: RunCaches,
+                    retention: Retention | None) -> Resolution:
+    """Resolve ``spec.strategy`` with everything a measuring strategy may ask for (drawn only when asked)."""
+    pad_id = tokenizer.pad_token_id or 0
+    return resolve_strategy(
+        spec.strategy, model, task=task,
+        sample=lambda: sample_batches(data.train, seed=spec.train.seed, pad_token_id=pad_id),
+        train=data.train, validation=data.validation, config=spec.train, pad_token_id=pad_id,
+        cache_store=caches.prefix,
+        retention=(lambda m: retention.kept(m, tokenizer)) if retention is not None else None,
+    )
 
 
 def run_training(
@@ -226,12 +246,10 @@ def run_training(
     model = load_model(spec, task)
     spec.model.pooling = model.pooling
     fingerprint = base_fingerprint(model.backbone) if run_dir else None  # before training changes it
-    retention = _Retention(spec, model, tokenizer, caches.retention_before) if spec.data.retention != "none" else None
+    retention = Retention(spec, model, tokenizer, caches.retention_before) if spec.data.retention != "none" else None
     pad_id = tokenizer.pad_token_id or 0
     if resolution is None:
-        # Measuring strategies score on a sample of the training data, drawn only if one asks.
-        resolution = resolve_strategy(spec.strategy, model, task=task, sample=lambda: sample_batches(
-            data.train, seed=spec.train.seed, pad_token_id=pad_id))
+        resolution = resolve_for_run(spec, model, task, data, tokenizer, caches, retention)
     tuner = Finetuner(
         model,
         resolution.strategy,
@@ -249,7 +267,10 @@ def run_training(
     for selection in resolution.selections:
         log.info("%s", selection["explanation"])
         if run_dir:
-            run_dir.write_json("scores.json", selection["scores"].to_dict())
+            if "scores" in selection:
+                run_dir.write_json("scores.json", selection["scores"].to_dict())
+            if "race" in selection:
+                run_dir.write_json("race.json", selection["race"])
             run_dir.write_text("selection.txt", selection["explanation"] + "\n")
     if run_dir and not resume:
         # Written once the inputs proved good and before training, so an interrupted run can resume.

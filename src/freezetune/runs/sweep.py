@@ -28,10 +28,9 @@ from freezetune.core.layout import LayerMap
 from freezetune.core.model import load_tokenizer
 from freezetune.core.plan import Plan
 from freezetune.io.rundir import RunDir
-from freezetune.runs.run import RunCaches, RunSpec, load_data, load_model, run_training
+from freezetune.runs.run import Retention, RunCaches, RunSpec, load_data, load_model, resolve_for_run, run_training
 from freezetune.runs.tables import results_table
 from freezetune.scoring.resolve import Resolution, resolve_strategy
-from freezetune.scoring.sample import sample_batches
 from freezetune.strategies.lr_policy import default_lr
 from freezetune.strategies.registry import check_spec, needs_context
 from freezetune.strategies.schedules import Schedule, rate_plan
@@ -73,6 +72,11 @@ def run_hash(spec: RunSpec) -> str:
     return hashlib.sha256(json.dumps(flat, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
+def run_folder(runs: str | Path, spec: RunSpec) -> Path:
+    """Where a run with these settings lives in a run store: found again by the same settings."""
+    return Path(runs) / f"{spec.strategy.replace(':', '_')}-{run_hash(spec)}"
+
+
 def _learning_rates(sweep: Sweep, strategy: Plan | Schedule, layers) -> list[float]:
     default = default_lr(strategy if isinstance(strategy, Plan) else rate_plan(strategy), layers)
     if sweep.lr_grid is None:
@@ -106,7 +110,6 @@ def run_sweep(sweep: Sweep) -> list[dict[str, Any]]:
     tokenizer = load_tokenizer(base.model.model, gguf_file=base.model.gguf_file)
     data = load_data(replace(base, train=replace(base.train, seed=sweep.data_seed)), tokenizer)
     task = SequenceClassification(data.label_names)
-    pad_id = tokenizer.pad_token_id or 0
     caches = RunCaches()  # every run of this sweep reuses the same prefix caches and retention scores
 
     probe = load_model(base, task)
@@ -115,9 +118,11 @@ def run_sweep(sweep: Sweep) -> list[dict[str, Any]]:
     def resolution(strategy: str, seed: int) -> Resolution:
         if not needs_context(strategy):
             return resolve_strategy(strategy, probe)
-        model = load_model(replace(base, train=replace(base.train, seed=seed)), task)
-        return resolve_strategy(strategy, model, task=task, sample=lambda: sample_batches(
-            data.train, seed=seed, pad_token_id=pad_id))
+        spec = replace(base, strategy=strategy, train=replace(base.train, seed=seed))
+        model = load_model(spec, task)
+        measures = spec.data.retention != "none"
+        retention = Retention(spec, model, tokenizer, caches.retention_before) if measures else None
+        return resolve_for_run(spec, model, task, data, tokenizer, caches, retention)
 
     # Everything is resolved before the first run, so a bad block range fails early.
     plans = {(s, seed): resolution(s, seed) for s in sweep.strategies for seed in sweep.seeds}
@@ -131,7 +136,7 @@ def run_sweep(sweep: Sweep) -> list[dict[str, Any]]:
             key = (strategy, seed)
             for step, lr in enumerate(rates[key]):
                 spec = replace(base, strategy=strategy, train=replace(base.train, seed=seed, lr=lr))
-                folder = Path(sweep.runs or out / "runs") / f"{strategy.replace(':', '_')}-{run_hash(spec)}"
+                folder = run_folder(sweep.runs or out / "runs", spec)
                 done += 1
                 summary = _finished(folder)
                 if summary is None or sweep.overwrite:

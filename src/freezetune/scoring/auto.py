@@ -1,4 +1,13 @@
-"""The ``auto`` strategy: score every block (or tensor) on the run's sample, train the best under a budget.
+"""The ``auto`` strategy: choose where to fine-tune on the user's own data, and say why.
+
+What it optimises: the best expected task metric. ``budget=`` caps the trained share (cost);
+``retention=R`` keeps at least the share R of the base model's pretrained skill (STS-B
+after/before for encoders, perplexity before/after for decoders). Two methods:
+
+- ``method=score`` (the cheapest): one forward (or gradient) pass per sample batch scores every
+  block, and the best contiguous suffix under the budget trains (:mod:`freezetune.scoring.select`);
+- ``method=race``: the candidate depths train briefly and the best by validation survives
+  (successive halving on the shared frozen-prefix cache, :mod:`freezetune.scoring.race`).
 
 It registers itself in the strategy registry. Like every measuring strategy it receives a
 :class:`ResolveContext` from whoever runs training: the model, the task and the labelled sample,
@@ -7,9 +16,12 @@ and it leaves the scores and the reason for its choice in ``context.selections``
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from freezetune.core.errors import FreezetuneError
 from freezetune.core.layout import LayerMap
 from freezetune.core.plan import Plan
+from freezetune.scoring.race import chosen_plan, explain_race, race_plan, race_record
 from freezetune.scoring.sample import DEFAULT_SAMPLES
 from freezetune.scoring.scorers import TENSOR_SCORERS, score
 from freezetune.scoring.select import check_budget, explain, explain_tensors, select_blocks, select_tensors
@@ -19,24 +31,64 @@ from freezetune.tasks.classification import SequenceClassification
 GRANULARITIES = ("block", "tensor")
 
 
+METHODS = ("score", "race")
+DEFAULT_METHOD = "score"  # the method that did best on bench/protocol.yaml (docs/scoring.md shows the table)
+
+
 @register(
     "auto",
     primary="scorer",
     needs_context=True,
     help={
-        "scorer": "scorer: semantic, variability, gradient, snr, fisher (see docs/scoring.md)",
-        "budget": "below 1: share of the model's parameters that may train; 1 or more: number of blocks "
-                  "(granularity=tensor: number of tensors)",
+        "scorer": "method=score: semantic, variability, gradient, snr, fisher (see docs/scoring.md)",
+        "method": "score (forward scoring, the cheapest) or race (train the candidate depths briefly, keep the best "
+                  "by successive halving); default: score, or race when retention= is given",
+        "budget": "cap on what trains (cost): below 1, share of the model's parameters; 1 or more, number of blocks "
+                  "(granularity=tensor: number of tensors); default: no cap",
+        "retention": "method=race: keep at least this share (0..1) of the base model's pretrained skill",
+        "share": "method=race: the race's cost as a share of one full run (default 0.25)",
+        "eta": "method=race: 1/eta of the candidates survive each rung (default 3)",
+        "rates": "method=race: factors of each depth's default rate to race, joined by + (default 1)",
         "contiguous": "train a contiguous top suffix (its frozen prefix can be cached) instead of the top blocks",
         "granularity": "block, or tensor: pick individual weight tensors (needs gradient, snr or fisher)",
         "threshold": "granularity=tensor: every block tensor scoring at least this (0..1) instead of a budget",
     },
 )
-def auto(layers: LayerMap, context: ResolveContext, scorer: str = "semantic", budget: float = 0.25,
+def auto(layers: LayerMap, context: ResolveContext, scorer: str = "semantic", method: str = "",
+         budget: float = 0.0, retention: float = 0.0, share: float = 0.25, eta: int = 3, rates: str = "1",
          contiguous: bool = True, granularity: str = "block", threshold: float = 0.0) -> Plan:
-    """Score each block (or tensor) on a sample of the training data and train the best under a budget."""
-    return auto_plan(layers, context, scorer=scorer, budget=budget, contiguous=contiguous, granularity=granularity,
-                     threshold=threshold or None)
+    """Choose where to fine-tune for the best task metric, under an optional cost cap and retention floor."""
+    method = method or ("race" if retention else DEFAULT_METHOD)  # a retention floor is measured by racing
+    if method not in METHODS:
+        raise FreezetuneError(f"unknown auto method {method!r}; choose score or race")
+    if retention and not 0 < retention <= 1:
+        raise FreezetuneError(f"retention is the share of pretrained skill to keep, in (0, 1]; got {retention}")
+    if method == "race":
+        return _race(layers, context, budget=budget or None, retention=retention or None, share=share, eta=eta,
+                     rates=_factors(rates))
+    if retention:
+        raise FreezetuneError("retention=R is measured on briefly trained candidates: add method=race")
+    if granularity == "tensor" and not budget and not threshold:
+        budget = 0.25  # a tensor selection needs a bound; a quarter of the model is the documented default
+    return auto_plan(layers, context, scorer=scorer, budget=budget or layers.num_blocks, contiguous=contiguous,
+                     granularity=granularity, threshold=threshold or None)
+
+
+def _factors(text: str | float) -> tuple[float, ...]:
+    try:
+        return tuple(float(part) for part in str(text).split("+") if part.strip())
+    except ValueError:
+        raise FreezetuneError(f"rates are factors of the default rate joined by +, like 1+3; got {text!r}") from None
+
+
+def _race(layers: LayerMap, context: ResolveContext, **options) -> Plan:
+    if options["budget"] is not None:
+        check_budget(layers, options["budget"])
+    model = scored_model(layers, context, "auto:method=race")
+    result = race_plan(layers, replace(context, model=model), **options)
+    context.selections.append({"explanation": explain_race(result), "seconds": result.seconds,
+                               "race": race_record(result)})
+    return chosen_plan(result, layers)
 
 
 def scored_model(layers: LayerMap, context: ResolveContext, strategy: str):
@@ -77,5 +129,6 @@ def auto_plan(layers: LayerMap, context: ResolveContext, *, scorer: str = "seman
     else:
         plan = select_blocks(result, layers, budget=budget, contiguous=contiguous)
         why = explain(result, layers, budget=budget, contiguous=contiguous)
-    context.selections.append({"scores": result, "explanation": why})  # the run logs it, writes selection.txt
+    # The run logs the explanation and writes selection.txt and scores.json.
+    context.selections.append({"scores": result, "explanation": why, "seconds": result.seconds})
     return plan

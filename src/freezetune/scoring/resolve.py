@@ -27,7 +27,7 @@ from freezetune.training.callbacks import Callback
 class Resolution:
     strategy: Plan | Schedule
     callbacks: list[Callback] = field(default_factory=list)
-    selections: list[dict[str, Any]] = field(default_factory=list)  # {"scores": LayerScores, "explanation": str}
+    selections: list[dict[str, Any]] = field(default_factory=list)  # {"explanation", "seconds", "scores" or "race"}
 
     def fresh(self) -> Resolution:
         """The same plan and selections with new callbacks: for another run of the same resolution."""
@@ -36,15 +36,19 @@ class Resolution:
 
     @property
     def scoring_s(self) -> float:
-        return sum(s["scores"].seconds for s in self.selections)
+        return sum(s["seconds"] for s in self.selections)
 
 
 def resolve_strategy(strategy: str | Plan | Schedule, model: nn.Module, *, task: Task | None = None,
-                     sample: Sequence[dict] | Callable[[], Sequence[dict]] | None = None) -> Resolution:
-    """Resolve ``strategy`` for ``model``; measuring strategies score on ``sample`` (labelled batches)."""
+                     sample: Sequence[dict] | Callable[[], Sequence[dict]] | None = None, **data: Any) -> Resolution:
+    """Resolve ``strategy`` for ``model``; measuring strategies score on ``sample`` (labelled batches).
+
+    ``data`` fills the rest of :class:`ResolveContext` (training and validation sets, the run's
+    settings, caches, a retention measure) for strategies that train candidates.
+    """
     if isinstance(strategy, Schedule):
         return Resolution(strategy)
-    context = ResolveContext(model=model, task=task, sample=sample)
+    context = ResolveContext(model=model, task=task, sample=sample, **data)
     resolved = resolve(strategy, LayerMap.from_model(model), context)
     return Resolution(resolved, callbacks_for(resolved) if isinstance(resolved, Plan) else [], context.selections)
 

@@ -61,7 +61,7 @@ def rgn_plan(layers: LayerMap, context: ResolveContext, *, embeddings: bool = Tr
     # The scorer's tensor scores are RGN / the best block tensor's RGN: the same normalisation.
     first = {n: min(1.0, v) for n, v in result.tensor_scores.items()}
     means = unit_means(first, layers)
-    context.selections.append({"scores": result, "explanation": "\n".join([
+    context.selections.append({"scores": result, "seconds": result.seconds, "explanation": "\n".join([
         f"auto_rgn: first-epoch rate multipliers on {result.samples} examples (parameter-weighted mean per unit "
         "of RGN / the largest block tensor's RGN, capped at 1); re-measured after every epoch",
         *(f"{unit:<12} {value:.3f}" for unit, value in means.items()),

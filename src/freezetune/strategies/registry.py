@@ -68,6 +68,13 @@ class ResolveContext:
     task: Task | None = None
     sample: Sequence[dict] | Callable[[], Sequence[dict]] | None = None
     selections: list[dict[str, Any]] = field(default_factory=list)
+    # What a strategy that trains candidates (auto:method=race) needs besides the sample:
+    train: Any = None  # the tokenized training data set
+    validation: Any = None  # the tokenized validation data set
+    config: Any = None  # the run's TrainConfig (steps, batch size, selection metric)
+    pad_token_id: int = 0
+    cache_store: Any = None  # frozen-prefix caches shared with the run
+    retention: Callable[[nn.Module], float] | None = None  # share of the base model's skill a model keeps
 
     def batches(self, strategy: str) -> list[dict]:
         if self.sample is None:

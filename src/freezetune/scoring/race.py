@@ -1,0 +1,279 @@
+"""``auto:method=race``: choose the frozen-prefix depth by training the candidates briefly.
+
+Multi-fidelity selection by successive halving (Jamieson & Talwalkar 2016; Li et al., Hyperband):
+
+1. Candidates are the contiguous-suffix plans ``depth:d`` (embeddings and blocks ``0..d-1``
+   frozen), every depth from 0 to L on models of up to 12 blocks, else 9 evenly spaced depths,
+   each at its default rate (``strategies.lr_policy.default_lr``) times every factor of ``rates``.
+   A ``budget`` (trained share or block count) removes the candidates that exceed it.
+2. Rung ``r`` trains each surviving candidate from the same start (the run's model, untouched,
+   with the run's head) for ``n_r = n_0 * eta**r`` optimizer steps of the run's own settings (its
+   warm-up and decay compressed to those steps), on one seeded subset of the training data, and
+   scores it on the validation data with the run's selection metric. The best ``1/eta`` survive.
+3. The candidates share the frozen-prefix cache: each boundary's outputs are computed once for
+   the race's training subset and the validation data, and every rung at that depth reuses them.
+4. ``n_0`` is the largest step count whose estimated cost stays within ``share`` of one full run
+   of the same settings (cost model below), so the race's price is fixed before it starts.
+
+Retention (``retention=R``): the finalists' retention is measured after their last rung and
+extrapolated to the full run's length (:func:`extrapolate_kept`); a finalist predicted to keep
+less than the share ``R`` of the base model's skill is not chosen. When none is predicted to
+keep it, the finalist predicted to keep the most is chosen and the explanation says so.
+
+Cost model, in forward passes of one example through the whole model: a training example at
+depth d costs ``3 * f_d`` (forward plus a backward of twice its cost, through the trained share
+``f_d = (L - d) / L`` of the blocks only: the prefix is cached), an evaluated example ``f_d``,
+and the cache costs one forward of the prefix per example and boundary. One full run costs
+``3 * steps * batch`` (nothing is cached at depth 0) plus ``epochs * validation rows``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from dataclasses import dataclass, field, replace
+
+from freezetune.core.config import TrainConfig
+from freezetune.core.errors import FreezetuneError
+from freezetune.core.layout import HEAD, LayerMap, block_unit
+from freezetune.core.plan import Plan
+from freezetune.measure.metrics import METRIC_DIRECTIONS, is_better
+from freezetune.strategies.lr_policy import default_lr
+from freezetune.strategies.registry import ResolveContext, resolve
+from freezetune.training.finetuner import Finetuner
+
+log = logging.getLogger("freezetune")
+
+MAX_CANDIDATES = 9
+
+
+@dataclass
+class Candidate:
+    spec: str  # "depth:3"
+    plan: Plan
+    depth: int
+    lr: float
+    factor: float
+    results: list[tuple[int, float]] = field(default_factory=list)  # (steps, validation metric) per rung
+    kept: float | None = None  # measured share of pretrained skill after its last rung
+    predicted_kept: float | None = None
+
+    @property
+    def name(self) -> str:
+        return self.spec + ("" if self.factor == 1 else f" (lr x{self.factor:g})")
+
+
+@dataclass
+class RaceResult:
+    chosen: Candidate
+    candidates: list[Candidate]
+    rungs: list[int]  # steps per rung
+    seconds: float
+    estimated_share: float  # estimated cost / one full run
+    eta: int
+    metric: str
+    retention_floor: float | None
+    full_steps: int
+    note: str = ""
+
+
+def depths(num_blocks: int) -> list[int]:
+    """Candidate frozen-prefix depths: all of 0..L on small models, else evenly spaced ones."""
+    if num_blocks + 1 <= MAX_CANDIDATES + 3:
+        return list(range(num_blocks + 1))
+    return sorted({round(i * num_blocks / (MAX_CANDIDATES - 1)) for i in range(MAX_CANDIDATES)})
+
+
+def extrapolate_kept(kept: float, steps: int, full_steps: int) -> float:
+    """The share of skill kept after ``full_steps``, from ``kept`` after ``steps``.
+
+    Drift from the base grows with the square root of the steps taken (a random walk with a
+    decaying rate), so the skill lost is scaled by sqrt(full_steps / steps). Crude on purpose;
+    it errs towards predicting more loss than a short run shows, never less.
+    """
+    lost = max(0.0, 1.0 - kept)
+    return 1.0 - lost * math.sqrt(max(1.0, full_steps / max(1, steps)))
+
+
+def _full_steps(config: TrainConfig, train_rows: int) -> int:
+    per_epoch = math.ceil(math.ceil(train_rows / config.batch_size) / config.grad_accum)
+    return config.max_steps or per_epoch * config.epochs
+
+
+def _plan_cost(depth: int, num_blocks: int) -> float:
+    """Share of the model a step at this depth runs through (the head counts as a sliver)."""
+    return max(num_blocks - depth, 0.1) / num_blocks
+
+
+def estimate_cost(costs: list[float], n0: int, eta: int, batch: int, validation_rows: int,
+                  num_blocks: int, depths_: list[int], train_rows: int) -> float:
+    """Upper bound of the race's cost (see the module doc): the dearest candidates assumed to survive."""
+    survivors, steps, total = sorted(costs, reverse=True), n0, 0.0
+    while survivors:
+        total += sum(3 * steps * batch * f + validation_rows * f for f in survivors)
+        if len(survivors) == 1:
+            break
+        survivors = survivors[: max(1, len(survivors) // eta)]
+        steps *= eta
+    # The cache: one forward of the prefix per example (race subset + validation) and boundary.
+    total += sum(d / num_blocks for d in depths_) * (min(train_rows, steps * batch) + validation_rows)
+    return total
+
+
+def race_plan(layers: LayerMap, context: ResolveContext, *, budget: float | None = None,
+              retention: float | None = None, share: float = 0.25, eta: int = 3,
+              rates: tuple[float, ...] = (1.0,)) -> RaceResult:
+    """Run the race on ``context`` (model, task, training and validation data, settings)."""
+    if context.train is None or context.validation is None:
+        raise FreezetuneError("auto:method=race trains candidates: it needs the training and validation data "
+                              "(freezetune train / compare pass them; Finetuner(..., sample=train, validation=val))")
+    if not 0 < share <= 1:
+        raise FreezetuneError(f"share must be in (0, 1] (the race's cost as a share of one run), got {share}")
+    if eta < 2:
+        raise FreezetuneError(f"eta must be at least 2 (the share of candidates kept per rung is 1/eta), got {eta}")
+    if any(r <= 0 for r in rates):
+        raise FreezetuneError(f"rates are positive factors of each plan's default rate, got {rates}")
+    if retention is not None and context.retention is None:
+        raise FreezetuneError("retention=R needs a retention measure: run with --retention sts, ppl or cka")
+    started = time.perf_counter()
+    config = replace(context.config or TrainConfig(), progress=False, patience=None, eval_every=None,
+                     keep_best=False, save_every=None, cache="on")
+    n = layers.num_blocks
+    candidates = []
+    for d in depths(n):
+        plan = resolve(f"depth:{d}", layers)
+        if budget is not None and not _fits(plan, layers, budget):
+            continue
+        for factor in rates:
+            candidates.append(Candidate(f"depth:{d}", plan, d, default_lr(plan, layers) * factor, factor))
+    if not candidates:
+        raise FreezetuneError(f"no frozen-prefix depth fits budget {budget:g}; raise the budget")
+    train, validation = context.train, context.validation
+    full_steps = _full_steps(config, len(train))
+    one_run = 3 * full_steps * config.batch_size + config.epochs * len(validation)
+    costs = [_plan_cost(c.depth, n) for c in candidates]
+    used_depths = sorted({c.depth for c in candidates})
+
+    def cost(n0: int) -> float:
+        return estimate_cost(costs, n0, eta, config.batch_size, len(validation), n, used_depths, len(train))
+
+    n0 = 1
+    while cost(n0 + 1) <= share * one_run and (n0 + 1) <= full_steps:
+        n0 += 1
+    over = cost(n0) > share * one_run
+    rungs = []
+    steps, alive = n0, len(candidates)
+    while True:
+        rungs.append(min(steps, full_steps))
+        if alive == 1:
+            break
+        alive, steps = max(1, alive // eta), steps * eta
+    subset = train.shuffle(seed=config.seed).select(range(min(len(train), rungs[-1] * config.batch_size)))
+    metric = config.metric
+    directions = context.task.directions if context.task is not None else METRIC_DIRECTIONS
+    store = context.cache_store
+    alive_c = list(candidates)
+    for r, steps in enumerate(rungs):
+        for c in alive_c:
+            tuner = Finetuner(copy.deepcopy(context.model), c.plan, config=replace(config, max_steps=steps, lr=c.lr),
+                              task=context.task, pad_token_id=context.pad_token_id,
+                              **({"cache_store": store} if store is not None else {}))
+            fit = tuner.fit(subset, validation)
+            metrics = fit.best_metrics or tuner.evaluate(validation)
+            c.results.append((steps, metrics[metric]))
+            log.info("race rung %d (%d steps): %s %s=%.4f", r + 1, steps, c.name, metric, metrics[metric])
+            if r == len(rungs) - 1 and retention is not None:
+                c.kept = context.retention(tuner.model)
+                c.predicted_kept = extrapolate_kept(c.kept, steps, full_steps)
+        ranked = _ranked(alive_c, metric, directions)
+        if r < len(rungs) - 1:
+            alive_c = ranked[: max(1, len(ranked) // eta)]
+        else:
+            alive_c = ranked
+    chosen, note = _final(alive_c, retention)
+    if over:
+        note = " ".join(filter(None, [note, f"Even the shortest race (1 step per candidate in the first rung) "
+                                            f"costs about {cost(n0) / one_run:.0%} of one run, more than share={share:g}: "
+                                            "the data set is small next to its validation set."]))
+    return RaceResult(chosen, candidates, rungs, time.perf_counter() - started, cost(n0) / one_run, eta, metric,
+                      retention, full_steps, note)
+
+
+def chosen_plan(result: RaceResult, layers: LayerMap) -> Plan:
+    """The winner as a Plan; a rate factor other than 1 rides along as a multiplier of every trained unit."""
+    c = result.chosen
+    if c.factor == 1:
+        return c.plan
+    units = [block_unit(b) for b in c.plan.trainable_blocks(layers.num_blocks)] + [HEAD]
+    return replace(c.plan, lr_multipliers=tuple((u, c.factor) for u in units), spec=c.spec)
+
+
+def _fits(plan: Plan, layers: LayerMap, budget: float) -> bool:
+    blocks = plan.trainable_blocks(layers.num_blocks)
+    if budget >= 1:
+        return len(blocks) <= budget
+    counts = layers.counts()
+    return sum(counts[block_unit(b)] for b in blocks) <= budget * layers.total()
+
+
+def _ranked(candidates: list[Candidate], metric: str, directions) -> list[Candidate]:
+    """Best first by the last rung's validation metric; ties go to the deeper (cheaper) prefix."""
+    ranked = sorted(candidates, key=lambda c: -c.depth)
+    out: list[Candidate] = []
+    for c in ranked:
+        i = 0
+        while i < len(out) and not is_better(metric, c.results[-1][1], out[i].results[-1][1], directions):
+            i += 1
+        out.insert(i, c)
+    return out
+
+
+def _final(ranked: list[Candidate], retention: float | None) -> tuple[Candidate, str]:
+    if retention is None:
+        return ranked[0], ""
+    keeping = [c for c in ranked if c.predicted_kept is not None and c.predicted_kept >= retention]
+    if keeping:
+        return keeping[0], ""
+    best = max(ranked, key=lambda c: c.predicted_kept or 0.0)
+    return best, (f"no finalist is predicted to keep {retention:.0%} of the pretrained skill; "
+                  f"chose the one predicted to keep the most ({best.predicted_kept:.0%})")
+
+
+def explain_race(result: RaceResult) -> str:
+    """What the race chose, what else it tried and how each candidate scored, in plain words."""
+    rungs = ", ".join(str(s) for s in result.rungs)
+    lines = [
+        f"auto: method=race; {len(result.candidates)} candidates trained for {rungs} steps (successive halving, "
+        f"1/{result.eta} kept per rung) on the training data and ranked by validation {result.metric}; "
+        f"one full run is {result.full_steps} steps. Race cost: {result.seconds:.1f} s "
+        f"(estimated {result.estimated_share:.0%} of one full run).",
+        f"{'candidate':<24} " + " ".join(f"{f'{s} steps':>10}" for s in result.rungs)
+        + ("   kept  predicted" if result.retention_floor is not None else ""),
+    ]
+    for c in sorted(result.candidates, key=lambda c: (-len(c.results), c.depth)):
+        cells = {steps: value for steps, value in c.results}
+        row = f"{c.name:<24} " + " ".join(f"{cells[s]:>10.4f}" if s in cells else f"{'-':>10}" for s in result.rungs)
+        if result.retention_floor is not None and c.kept is not None:
+            row += f"  {c.kept:>5.1%}  {c.predicted_kept:>8.1%}"
+        lines.append(row + ("   <- chosen" if c is result.chosen else ""))
+    floor = "" if result.retention_floor is None else (
+        f"; predicted to keep {result.chosen.predicted_kept:.0%} of the pretrained skill "
+        f"(floor {result.retention_floor:.0%})")
+    lines.append(f"chosen: {result.chosen.name}, validation {result.metric} {result.chosen.results[-1][1]:.4f} after "
+                 f"{result.chosen.results[-1][0]} steps{floor}")
+    if result.note:
+        lines.append(result.note)
+    return "\n".join(lines)
+
+
+def race_record(result: RaceResult) -> dict:
+    """The race as JSON (race.json in the run folder)."""
+    return {
+        "chosen": result.chosen.name, "metric": result.metric, "rungs": result.rungs, "eta": result.eta,
+        "seconds": result.seconds, "estimated_share": result.estimated_share, "full_steps": result.full_steps,
+        "retention_floor": result.retention_floor, "note": result.note,
+        "candidates": [{"name": c.name, "spec": c.spec, "lr": c.lr, "results": c.results, "kept": c.kept,
+                        "predicted_kept": c.predicted_kept} for c in result.candidates],
+    }
