@@ -36,3 +36,17 @@ def test_auto_is_scored_once_per_seed_and_each_run_trains_the_scored_plan(tiny_m
     for run in runs:
         chosen = json.loads((run / "plan.json").read_text())["blocks"]
         assert f"chosen: blocks {chosen[0]}" in (run / "selection.txt").read_text()
+
+
+def test_train_races_on_its_own_data_and_explains_the_race(tiny_model_dir, sentiment_csv, tmp_path):
+    out = tmp_path / "race"
+    args = ["train", "--model", tiny_model_dir, "--data", str(sentiment_csv), "--strategy", "auto:method=race",
+            "--output", str(out), *FAST]
+    assert main(args) == 0
+    race = json.loads((out / "race.json").read_text())
+    assert len(race["candidates"]) == 5  # the tiny model's 4 blocks: depth 0..4
+    chosen = next(c for c in race["candidates"] if c["name"] == race["chosen"])
+    assert json.loads((out / "plan.json").read_text())["blocks"] == list(range(int(chosen["spec"][6:]), 4))
+    assert "<- chosen" in (out / "selection.txt").read_text()
+    costs = json.loads((out / "metrics.json").read_text())["costs"]
+    assert costs["scoring_s"] == race["seconds"]

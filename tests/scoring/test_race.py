@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-from conftest import tiny_classifier, toy_dataset
 
+from conftest import tiny_classifier, toy_dataset
 from freezetune.core.config import TrainConfig
 from freezetune.core.errors import FreezetuneError
 from freezetune.core.layout import LayerMap

@@ -194,9 +194,10 @@ def race_plan(layers: LayerMap, context: ResolveContext, *, budget: float | None
             alive_c = ranked
     chosen, note = _final(alive_c, retention)
     if over:
-        note = " ".join(filter(None, [note, f"Even the shortest race (1 step per candidate in the first rung) "
-                                            f"costs about {cost(n0) / one_run:.0%} of one run, more than share={share:g}: "
-                                            "the data set is small next to its validation set."]))
+        over_note = (f"Even the shortest race (1 step per candidate in the first rung) costs about "
+                     f"{cost(n0) / one_run:.0%} of one run, more than share={share:g}: the data set is small next "
+                     "to its validation set.")
+        note = " ".join(filter(None, [note, over_note]))
     return RaceResult(chosen, candidates, rungs, time.perf_counter() - started, cost(n0) / one_run, eta, metric,
                       retention, full_steps, note)
 
