@@ -36,6 +36,11 @@ def test_auto_is_scored_once_per_seed_and_each_run_trains_the_scored_plan(tiny_m
     for run in runs:
         chosen = json.loads((run / "plan.json").read_text())["blocks"]
         assert f"chosen: blocks {chosen[0]}" in (run / "selection.txt").read_text()
+    # the compare table names each seed's choice, and says why below it
+    table = (out / "results.txt").read_text()
+    assert "chosen plan per seed" in table and "auto:gradient:budget=1, seed 1:" in table
+    row = next(r for r in json.loads((out / "results.json").read_text())["rows"] if r["strategy"].startswith("auto"))
+    assert row["chosen"].count("blocks ") == 2 and set(row["selections"]) == {"0", "1"}
 
 
 def test_train_races_on_its_own_data_and_explains_the_race(tiny_model_dir, sentiment_csv, tmp_path):

@@ -31,6 +31,7 @@ from freezetune.io.rundir import RunDir
 from freezetune.runs.run import Retention, RunCaches, RunSpec, load_data, load_model, resolve_for_run, run_training
 from freezetune.runs.tables import results_table
 from freezetune.scoring.resolve import Resolution, resolve_strategy
+from freezetune.scoring.select import compact
 from freezetune.strategies.lr_policy import default_lr
 from freezetune.strategies.registry import check_spec, needs_context
 from freezetune.strategies.schedules import Schedule, rate_plan
@@ -148,9 +149,21 @@ def run_sweep(sweep: Sweep) -> list[dict[str, Any]]:
                 else:
                     log.info("[%d/%d] %s lr=%s seed=%d: already done", done, total, strategy, lr, seed)
                 by_step.setdefault(step, []).append(summary)
-        rows.append(_aggregate(strategy, by_step))
+        row = _aggregate(strategy, by_step)
+        if needs_context(strategy):  # say what the measuring strategy chose, seed by seed, and why
+            row["chosen"] = " / ".join(_blocks(plans[(strategy, seed)].strategy) for seed in sweep.seeds)
+            row["selections"] = {seed: "\n".join(s["explanation"] for s in plans[(strategy, seed)].selections)
+                                 for seed in sweep.seeds}
+        rows.append(row)
     _write_results(out, rows, sweep)
     return rows
+
+
+def _blocks(plan: Plan | Schedule) -> str:
+    """A chosen plan in a table cell: the blocks that train ("blocks 3-5"), or the schedule."""
+    if not isinstance(plan, Plan):
+        return getattr(plan, "spec", type(plan).__name__)
+    return f"blocks {compact(plan.blocks)}" + (" + embeddings" if plan.embeddings else "")
 
 
 def _summary(result) -> dict[str, Any]:
@@ -197,6 +210,9 @@ def _write_results(out: Path, rows: list[dict[str, Any]], sweep: Sweep) -> None:
     table = results_table(rows)
     if rows and rows[0]["reported_split"] == "validation":
         table += "\nnote: no --test-data, so accuracies are validation numbers (also used to pick rates): optimistic"
+    for row in rows:
+        for seed, why in row.get("selections", {}).items():
+            table += f"\n\n{row['strategy']}, seed {seed}:\n{why}"
     run_dir.write_text("results.txt", table + "\n")
     run_dir.write_json("results.json", {"rows": rows, "sweep": {**asdict(sweep), "base": sweep.base.flat()}})
     buffer = io.StringIO()
@@ -204,5 +220,5 @@ def _write_results(out: Path, rows: list[dict[str, Any]], sweep: Sweep) -> None:
     writer = csv.DictWriter(buffer, fieldnames=keys)
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: (json.dumps(v) if isinstance(v, list) else v) for k, v in row.items()})
+        writer.writerow({k: (json.dumps(v) if isinstance(v, (list, dict)) else v) for k, v in row.items()})
     run_dir.write_text("results.csv", buffer.getvalue())

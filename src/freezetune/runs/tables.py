@@ -40,8 +40,6 @@ COLUMNS = [
 ]
 
 
-
-
 def results_table(rows: list[dict[str, Any]]) -> str:
     """A sweep's rows (one per plan), the accuracy column named after the split it reports."""
     split = rows[0]["reported_split"] if rows else "test"
@@ -49,4 +47,6 @@ def results_table(rows: list[dict[str, Any]]) -> str:
             for r in rows]
     columns = [(k, h.replace("accuracy", f"{split} accuracy", 1) if k == "accuracy_pm" else h, f)
                for k, h, f in COLUMNS]
+    if any("chosen" in r for r in rows):  # what a measuring strategy chose, per seed
+        columns.insert(1, ("chosen", "chosen plan per seed", ""))
     return format_table(rows, columns)

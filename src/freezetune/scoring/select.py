@@ -111,7 +111,7 @@ def select_blocks(scores: LayerScores, layers: LayerMap, *, budget: float | int,
     """
     values = _check_scores(scores, layers)
     blocks, _ = _choose(values, _budget(layers, budget), contiguous)
-    return Plan(blocks=blocks, spec=f"layers:{_compact(blocks)}").validate(layers)
+    return Plan(blocks=blocks, spec=f"layers:{compact(blocks)}").validate(layers)
 
 
 def explain(scores: LayerScores, layers: LayerMap, *, budget: float | int, contiguous: bool = True) -> str:
@@ -133,7 +133,7 @@ def explain(scores: LayerScores, layers: LayerMap, *, budget: float | int, conti
         lines.append("suffix d..L-1 within budget, total score: " + ", ".join(parts))
     trained = sum(counts[block_unit(i)] for i in blocks)
     lines.append(
-        f"chosen: blocks {_compact(blocks)} ({len(blocks)} of {layers.num_blocks}; {trained:,} parameters = "
+        f"chosen: blocks {compact(blocks)} ({len(blocks)} of {layers.num_blocks}; {trained:,} parameters = "
         f"{trained / total:.1%} of the model; frozen prefix depth {blocks[0]}); head trains, embeddings frozen"
     )
     if any(v <= 0 for v in values):
@@ -141,7 +141,7 @@ def explain(scores: LayerScores, layers: LayerMap, *, budget: float | int, conti
     return "\n".join(lines)
 
 
-def _compact(blocks: Iterable[int]) -> str:
+def compact(blocks: Iterable[int]) -> str:
     """(0, 1, 2, 5) -> "0-2,5" (the plan-spec block-list syntax)."""
     blocks = sorted(blocks)
     parts, start = [], None
@@ -241,7 +241,7 @@ def explain_tensors(model, layers: LayerMap, scores: LayerScores, *, budget: flo
     owner = layers.block_of_tensor()
     blocks = sorted({owner[n] for n in chosen})
     lines.append(
-        f"chosen: {len(chosen)} tensors in blocks {_compact(blocks)} ({trained:,} parameters = {trained / total:.1%} "
+        f"chosen: {len(chosen)} tensors in blocks {compact(blocks)} ({trained:,} parameters = {trained / total:.1%} "
         f"of the model; frozen prefix depth {blocks[0]}); head trains, embeddings frozen"
     )
     return "\n".join(lines)
