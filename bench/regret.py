@@ -290,9 +290,15 @@ def main() -> int:
             if chosen is None:
                 continue
         judged.append(judge(key, seeds, chosen))
+        write(judged, started)  # after every task, so a long run shows what it has
     if not judged:
         print("no task of the protocol is measured yet", file=sys.stderr)
         return 0
+    print(report(json.loads((RESULTS / "regret.json").read_text())))
+    return 0
+
+
+def write(judged: list[dict], started: float) -> None:
     results = {
         "machine": f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), torch "
                    f"{torch.__version__}, fp32",
@@ -302,8 +308,6 @@ def main() -> int:
     (RESULTS / "regret.json").write_text(json.dumps(results, indent=1) + "\n")
     (RESULTS / "regret.md").write_text(report(results))
     plot(results, RESULTS / "regret.png")
-    print(report(results))
-    return 0
 
 
 def selections_stored(key: str, seeds: list[int]) -> dict[str, dict[int, dict]] | None:

@@ -35,7 +35,8 @@ def train(tmp_path, stop_at=None, resume=False, **options):
 RGN = Plan(blocks=(0, 1, 2, 3), embeddings=True, lr_rescale="rgn", spec="auto_rgn")
 
 
-SCHEDULES = [{"strategy": "lift:steps=2"}, {"strategy": "lift:order=bottom_up:steps=3", "cache": "on"},
+# Phases of 5 steps (one pass) are cached per boundary: stored in one pass (top-down) or advanced (bottom-up).
+SCHEDULES = [{"strategy": "lift:steps=2"}, {"strategy": "lift:steps=5"}, {"strategy": "lift:order=bottom_up:steps=5"},
              {"strategy": "lisa:1:interval=3"}, {"strategy": "hft:steps=3"}, {"strategy": "gradual_unfreeze:steps=2"},
              {"strategy": "autofreeze:interval=2:tolerance=0.5"}]
 

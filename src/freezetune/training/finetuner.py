@@ -37,6 +37,7 @@ from freezetune.strategies.registry import needs_context, resolve
 from freezetune.strategies.schedules import Schedule, StaticSchedule, rate_plan
 from freezetune.tasks.classification import SequenceClassification
 from freezetune.tasks.task import Task
+from freezetune.training import schedule_cache
 from freezetune.training.cache_setup import prepare_caches
 from freezetune.training.callbacks import Callback, checked
 from freezetune.training.loop import Loop
@@ -85,6 +86,7 @@ class Finetuner:
         self.cache_store = cache_store if cache_store is not None else CacheStore()
         self.caches: dict[int, PrefixCache] = {}
         self.train_cache = self.eval_cache = None
+        self.schedule_caches: schedule_cache.ScheduleCaches | None = None  # a schedule's caches, per boundary
         self.cache_status = "off: not trained yet"
         self.plan: Plan | None = None
         self.optimizer: torch.optim.Optimizer | None = None
@@ -115,6 +117,8 @@ class Finetuner:
             self.lr = self.config.lr or default_lr(rate_plan(self.schedule), self.layers)
         self.build_optimizer()
         self.set_modes()
+        if self.schedule_caches is not None and self.state is not None:
+            schedule_cache.follow(self, self.schedule_caches, self.state.step)
         for callback in self.callbacks:
             callback.on_plan_change(self, old, plan)
 
@@ -134,6 +138,11 @@ class Finetuner:
 
     def current_lr(self) -> float:
         return max(g["lr"] for g in self.optimizer.param_groups)
+
+    def _cache_bytes(self) -> int:
+        if self.schedule_caches is not None:
+            return sum(c.bytes for per in self.schedule_caches.by_depth.values() for c in per.values())
+        return sum(c.bytes for c in self.caches.values())
 
     # ------------------------------------------------------------------ forward
     def forward(self, inputs: dict[str, torch.Tensor], cache: PrefixCache | None = None) -> torch.Tensor:
@@ -161,7 +170,9 @@ class Finetuner:
         """
         if not hasattr(data, "column_names"):
             return data
-        if id(data) in self.caches and "index" not in data.column_names:
+        per_boundary = self.schedule_caches.datasets if self.schedule_caches is not None else {}
+        cached = id(data) in self.caches or id(data) in per_boundary
+        if cached and "index" not in data.column_names:
             data = data.add_column("index", list(range(len(data))))
         return make_loader(data, batch_size=batch_size, shuffle=shuffle, seed=seed, pad_token_id=self.pad_token_id,
                            bucket=self.config.bucket and shuffle)
@@ -182,9 +193,15 @@ class Finetuner:
         epochs = math.ceil(total_steps / steps_per_epoch)
         cache_started = time.perf_counter()
         self.caches, self.cache_status = prepare_caches(self, self.cache_store, train, eval, epochs)
-        cache_build_s = time.perf_counter() - cache_started
         self.train_cache = self.caches.get(id(train))
         self.eval_cache = self.caches.get(id(eval)) if eval is not None else None
+        self.schedule_caches = None
+        if not isinstance(self.schedule, StaticSchedule):  # the boundary moves: caches per boundary
+            self.schedule_caches = schedule_cache.setup(self, train, eval, total_steps, steps_per_epoch)
+            if self.schedule_caches is not None:
+                schedule_cache.follow(self, self.schedule_caches, 0)
+                self.cache_status = "on: per boundary, " + ("; ".join(self.schedule_caches.events) or "built as needed")
+        cache_build_s = time.perf_counter() - cache_started
         train_loader = self.loader(train, shuffle=True, seed=cfg.seed, batch_size=cfg.batch_size)
         eval_loader = None
         if eval is not None:
@@ -208,6 +225,8 @@ class Finetuner:
         if cfg.keep_best and state.best_weights is not None:
             self.load_trainable(state.best_weights)
         self.model.eval()
+        if self.schedule_caches is not None:  # boundaries advanced while training count too
+            cache_build_s = max(cache_build_s, self.schedule_caches.build_s)
         costs = self._costs(state, timer, memory, train_time, cache_build_s)
         result = FitResult(state.best_metrics, state.best_step, state.history, costs, self.plan, self.lr, stopped_early,
                            trained_names=sorted(self.trained))
@@ -234,7 +253,7 @@ class Finetuner:
             "peak_memory_bytes": memory.peak_bytes,
             "memory_kind": memory.kind,
             "cache": self.cache_status,
-            "cache_bytes": sum(c.bytes for c in self.caches.values()),
+            "cache_bytes": self._cache_bytes(),
             "cache_build_s": cache_build_s,
             "device": str(self.device),
             "precision": str(self.autocast_dtype or "fp32").replace("torch.", ""),

@@ -159,25 +159,64 @@ def build_cache(
     dtype: str = "fp32",
     ram_limit_bytes: int = 4 * 2**30,
     autocast_dtype: torch.dtype | None = None,
+    source: PrefixCache | None = None,
 ) -> PrefixCache:
-    """Run embeddings + blocks 0..depth-1 once over ``loader`` (batches carry ``index``)."""
-    model = layers.model
-    cache = PrefixCache(key, lengths, model.config.hidden_size, dtype=dtype, ram_limit_bytes=ram_limit_bytes)
-    captured: list[torch.Tensor] = []
+    """Run embeddings + blocks 0..depth-1 once over ``loader`` (batches carry ``index``).
 
-    def capture(module, args, kwargs):
-        captured.append(args[0] if args else kwargs["hidden_states"])
+    With ``source`` (a cache at a lower boundary) only blocks ``source.depth..depth-1`` run.
+    """
+    return build_caches(layers, {depth: key}, loader, lengths, device=device, dtype=dtype,
+                        ram_limit_bytes=ram_limit_bytes, autocast_dtype=autocast_dtype, source=source)[depth]
+
+
+def build_caches(
+    layers: LayerMap,
+    keys: dict[int, CacheKey],
+    loader,
+    lengths: list[int],
+    *,
+    device: torch.device,
+    dtype: str = "fp32",
+    ram_limit_bytes: int = 4 * 2**30,
+    autocast_dtype: torch.dtype | None = None,
+    source: PrefixCache | None = None,
+) -> dict[int, PrefixCache]:
+    """Every boundary in ``keys`` in one pass: one forward per batch, a capture at each boundary.
+
+    The forward stops at the highest boundary. With ``source`` it starts at that lower boundary
+    from its stored states (the advance of a cache through the blocks between, alone). RAM is
+    shared: a cache that does not fit what the earlier ones left spills to disk.
+    """
+    model = layers.model
+    depths = sorted(keys)
+    if source is not None and source.depth >= depths[0]:
+        raise ValueError(f"a cache at boundary {source.depth} cannot be advanced to boundary {depths[0]}")
+    caches: dict[int, PrefixCache] = {}
+    for d in depths:
+        in_ram = sum(c.bytes for c in caches.values() if not c.on_disk)
+        caches[d] = PrefixCache(keys[d], lengths, model.config.hidden_size, dtype=dtype,
+                                ram_limit_bytes=max(0, ram_limit_bytes - in_ram))
+    captured: dict[int, torch.Tensor] = {}
+    top = depths[-1]
+    blocks = layers.blocks
+
+    def capture_at(d: int):
+        def hook(module, args, kwargs):
+            captured[d] = args[0] if args else kwargs["hidden_states"]
+            if d == top:
+                raise _Stop
+        return hook
+
+    def capture_after_last(module, args, kwargs, out):
+        captured[len(blocks)] = out[0] if isinstance(out, tuple) else out
         raise _Stop
 
-    blocks = layers.blocks
-    was_training = model.training
+    # Block d's input is the boundary state; at depth L it is what the last block returns.
+    hooks = [blocks[d].register_forward_pre_hook(capture_at(d), with_kwargs=True) for d in depths if d < len(blocks)]
+    if top == len(blocks):
+        hooks.append(blocks[-1].register_forward_hook(capture_after_last, with_kwargs=True))
+    modes = {module: module.training for module in model.modules()}  # a frozen prefix may be in eval mode
     model.eval()
-    # Block `depth`'s input is the boundary state; at depth L it is what the last block returns.
-    hook = (
-        blocks[depth].register_forward_pre_hook(capture, with_kwargs=True)
-        if depth < len(blocks)
-        else blocks[depth - 1].register_forward_hook(lambda m, a, k, out: capture(m, (out,), {}), with_kwargs=True)
-    )
     try:
         with torch.no_grad():
             for batch in loader:
@@ -185,16 +224,21 @@ def build_cache(
                 batch.pop("labels", None)
                 batch = {k: v.to(device) for k, v in batch.items()}
                 captured.clear()
-                with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+                start = (start_at(layers, source.depth, source.fetch(indices, batch["attention_mask"]).to(device))
+                         if source is not None else contextlib.nullcontext())
+                with start, torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
                     try:
                         model(**batch)
                     except _Stop:
                         pass
-                cache.store(indices, captured[0].float(), batch["attention_mask"])
+                for d in depths:
+                    caches[d].store(indices, captured[d].float(), batch["attention_mask"])
     finally:
-        hook.remove()
-        model.train(was_training)
-    return cache
+        for hook in hooks:
+            hook.remove()
+        for module, training in modes.items():
+            module.training = training
+    return caches
 
 
 class _Stop(Exception):

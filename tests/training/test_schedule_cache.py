@@ -1,0 +1,75 @@
+"""Frozen-prefix caches under schedules: one pass for pristine boundaries, advanced ones, never stale."""
+
+import pytest
+import torch
+
+from conftest import tiny_classifier, toy_dataset
+from freezetune import Callback, Finetuner
+from freezetune.strategies.registry import resolve
+from freezetune.training.prefix_cache import prefix_fingerprint
+from freezetune.training.schedule_cache import pristine_depths
+
+
+class Fresh(Callback):
+    """At every step: which boundary the cache serves, and that its prefix weights are the current ones."""
+
+    def __init__(self):
+        self.served, self.stale = [], []
+
+    def before_optimizer_step(self, tuner):
+        cache = tuner.train_cache
+        self.served.append(cache.depth if cache is not None else None)
+        if cache is not None and cache.key.prefix != prefix_fingerprint(tuner.layers, cache.depth):
+            self.stale.append(tuner.state.step)
+
+
+def fit(strategy, cache, epochs=3):
+    model = tiny_classifier()
+    fresh = Fresh()
+    tuner = Finetuner(model, strategy, callbacks=[fresh], progress=False, lr=3e-3, epochs=epochs, batch_size=8,
+                      cache=cache)
+    result = tuner.fit(toy_dataset(n=40), toy_dataset(n=16, seed=1))
+    return {n: p.detach().clone() for n, p in model.named_parameters()}, tuner, result, fresh
+
+
+# 5 steps per epoch, 4 blocks. Phases of 5 steps = one pass each, so every boundary pays for its cache.
+@pytest.mark.parametrize("strategy, served, events", [
+    # top-down: blocks 3, 2, 1, 0 (then 3, 2 again); boundaries 3, 2, 1 stored in one pass
+    ("lift:steps=5", [3] * 5 + [2] * 5 + [1] * 5, ["boundaries [1, 2, 3] in one pass"]),
+    # the head alone, then one more block every 5 steps from the top: pristine boundaries, descending
+    ("gradual_unfreeze:steps=5", [4] * 5 + [3] * 5 + [2] * 5, ["boundaries [2, 3, 4] in one pass"]),
+    # bottom-up: block 0 trains, then 1, then 2; the boundary climbs through trained blocks
+    ("lift:order=bottom_up:steps=5", [None] * 5 + [1] * 5 + [2] * 5,
+     ["boundaries [1] in one pass", "advanced from boundary 1 to 2"]),
+])
+def test_schedule_caches_serve_every_boundary_fresh_and_train_the_same_weights(strategy, served, events):
+    reference, _, _, _ = fit(strategy, cache="off")
+    weights, tuner, result, fresh = fit(strategy, cache="auto")
+    assert fresh.served == served
+    assert not fresh.stale
+    assert tuner.schedule_caches.events == events
+    assert result.costs["cache"].startswith("on: per boundary")
+    assert result.costs["cache_bytes"] > 0
+    # the cached forward is the uncached one: the same final weights
+    assert weights.keys() == reference.keys()
+    assert all(torch.allclose(weights[n], reference[n], atol=1e-6) for n in weights)
+
+
+def test_short_phases_are_not_cached_and_cache_off_is_honoured():
+    _, tuner, result, fresh = fit("lift:steps=2", cache="auto")  # 2 steps per boundary: less than one pass
+    assert set(fresh.served) == {None} and not tuner.schedule_caches.events
+    _, tuner, result, fresh = fit("lift:steps=5", cache="off")
+    assert tuner.schedule_caches is None and set(fresh.served) == {None}
+    assert result.costs["cache"].startswith("off")
+
+
+def test_pristine_boundaries_are_read_off_the_plans():
+    layers_model = tiny_classifier()
+    from freezetune.core.layout import LayerMap
+
+    layers = LayerMap.from_model(layers_model)
+    top_down = [resolve(f"layers:{b}", layers) for b in (3, 2, 1, 0)]
+    assert pristine_depths(top_down, 4) == [1, 2, 3]
+    bottom_up = [resolve(f"layers:{b}", layers) for b in (0, 1, 2, 3)]
+    assert pristine_depths(bottom_up, 4) == []  # every boundary above 0 has trained blocks below it
+    assert pristine_depths([resolve("full", layers), resolve("layers:3", layers)], 4) == []  # embeddings trained
