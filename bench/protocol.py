@@ -153,7 +153,8 @@ def harvest(key: str) -> list[dict[str, Any]]:
         metrics = json.loads(metrics_path.read_text())
         summary, seed = metrics["summary"], yaml.safe_load(config.read_text())["seed"]
         saved = {"fingerprint": fingerprint(key), "task": key, "strategy": summary["strategy"], "seed": seed,
-                 "lr": summary["lr"], **{k: _slim(metrics[k]) for k in ("summary", "validation", "test")}}
+                 "lr": summary["lr"], **{k: _slim(metrics[k]) for k in ("summary", "validation", "test")},
+                 "epoch_times_s": metrics.get("costs", {}).get("epoch_times_s")}  # for the time to the best epoch
         (COMMITTED / key / _name(saved["strategy"], seed, saved["lr"])).write_text(json.dumps(saved, indent=1) + "\n")
     return committed(key)
 
@@ -187,9 +188,11 @@ def sweep(key: str, plans: list[str], seeds: list[int], lr: float | None = None)
     base = base_spec(key)
     if lr is not None:
         base = replace(base, train=replace(base.train, lr=lr))
-    run_sweep(Sweep(strategies=plans, base=base, seeds=seeds, output=str(STORE / f"{key}_table"),
-                    runs=str(STORE / key)))
-    return harvest(key)
+    for plan in plans:  # one plan at a time, each committed as soon as it is done
+        run_sweep(Sweep(strategies=[plan], base=base, seeds=seeds, output=str(STORE / f"{key}_table"),
+                        runs=str(STORE / key)))
+        harvest(key)
+    return committed(key)
 
 
 def main() -> int:

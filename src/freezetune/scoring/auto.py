@@ -32,7 +32,8 @@ GRANULARITIES = ("block", "tensor")
 
 
 METHODS = ("score", "race")
-DEFAULT_METHOD = "score"  # the method that did best on bench/protocol.yaml (docs/scoring.md shows the table)
+# The method and scorer that did best on bench/protocol.yaml (bench/results/regret.md; docs/scoring.md).
+DEFAULT_METHOD = "score"
 
 
 @register(
@@ -40,7 +41,7 @@ DEFAULT_METHOD = "score"  # the method that did best on bench/protocol.yaml (doc
     primary="scorer",
     needs_context=True,
     help={
-        "scorer": "method=score: semantic, variability, gradient, snr, fisher (see docs/scoring.md)",
+        "scorer": "method=score: gradient (default), fisher, snr, semantic, variability (see docs/scoring.md)",
         "method": "score (forward scoring, the cheapest) or race (train the candidate depths briefly, keep the best "
                   "by successive halving); default: score, or race when retention= is given",
         "budget": "cap on what trains (cost): below 1, share of the model's parameters; 1 or more, number of blocks "
@@ -54,7 +55,7 @@ DEFAULT_METHOD = "score"  # the method that did best on bench/protocol.yaml (doc
         "threshold": "granularity=tensor: every block tensor scoring at least this (0..1) instead of a budget",
     },
 )
-def auto(layers: LayerMap, context: ResolveContext, scorer: str = "semantic", method: str = "",
+def auto(layers: LayerMap, context: ResolveContext, scorer: str = "gradient", method: str = "",
          budget: float = 0.0, retention: float = 0.0, share: float = 0.25, eta: int = 3, rates: str = "1",
          contiguous: bool = True, granularity: str = "block", threshold: float = 0.0) -> Plan:
     """Choose where to fine-tune for the best task metric, under an optional cost cap and retention floor."""

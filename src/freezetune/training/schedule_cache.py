@@ -13,9 +13,9 @@ A schedule moves the boundary between the frozen prefix and what trains. Two cas
 
 Every cache's key holds a fingerprint of the prefix weights that produced it, and a cache is used
 only while that fingerprint matches the current weights, so it is never stale. A boundary is
-cached only when it will hold for at least one pass over the data (the cache would cost more
-than it saves otherwise); schedules that react to training (AutoFreeze) cannot be read ahead,
-so for them the rest of the run counts.
+cached only when that pays: the pass over the data must cost no more block forwards than the
+steps it serves skip. Schedules that react to training (AutoFreeze) cannot be read ahead, so for them the
+rest of the run counts.
 """
 
 from __future__ import annotations
@@ -72,17 +72,22 @@ def read_ahead(tuner: Finetuner, total_steps: int, steps_per_epoch: int) -> list
     return [tuner.schedule.plan_at(step, step // steps_per_epoch, {}) for step in range(total_steps)]
 
 
-def pristine_depths(plans: list, num_blocks: int) -> list[int]:
-    """Boundaries d >= 1 visited while nothing below d has trained yet."""
-    trained_below = num_blocks + 1  # lowest block trained so far (embeddings count as -1)
-    out: set[int] = set()
-    for plan in plans:
+def pristine_steps(plans: list, num_blocks: int) -> dict[int, list[int]]:
+    """For each boundary d >= 1, the steps at d while nothing below d (nor the embeddings) has trained yet."""
+    trained_below = num_blocks + 1  # the lowest block trained so far (embeddings count as -1)
+    out: dict[int, list[int]] = {}
+    for step, plan in enumerate(plans):
         depth = plan.frozen_prefix_depth(num_blocks)
-        if 1 <= depth <= trained_below and depth not in out and not plan.embeddings:
-            out.add(depth)
+        if 1 <= depth <= trained_below and not plan.embeddings:
+            out.setdefault(depth, []).append(step)
         lowest = -1 if plan.embeddings else min(plan.trainable_blocks(num_blocks), default=num_blocks)
         trained_below = min(trained_below, lowest)
-    return sorted(out)
+    return out
+
+
+def pristine_depths(plans: list, num_blocks: int) -> list[int]:
+    """Boundaries d >= 1 visited while nothing below d has trained yet."""
+    return sorted(pristine_steps(plans, num_blocks))
 
 
 def setup(tuner: Finetuner, train, eval, total_steps: int, steps_per_epoch: int) -> ScheduleCaches | None:
@@ -96,19 +101,13 @@ def setup(tuner: Finetuner, train, eval, total_steps: int, steps_per_epoch: int)
     caches = ScheduleCaches(datasets, id(train), id(eval) if id(eval) in datasets else None, depth_at,
                             steps_per_epoch, total_steps)
     if plans is not None:
-        # Only boundaries held for at least one pass over the data pay for their cache.
-        wanted = [d for d in pristine_depths(plans, n) if _longest_hold(depth_at, d) >= steps_per_epoch]
-        if wanted:
-            _build(tuner, caches, wanted, source=None)
+        steps = pristine_steps(plans, n)
+        # In blocks' forwards per example: the pass costs the deepest prefix once per training row;
+        # every step it serves skips its boundary's prefix for a batch.
+        saved = sum(len(at) * tuner.config.batch_size * d for d, at in steps.items())
+        if steps and saved > len(train) * max(steps):
+            _build(tuner, caches, sorted(steps), source=None)
     return caches
-
-
-def _longest_hold(depth_at: list[int], depth: int) -> int:
-    best = run = 0
-    for d in depth_at:
-        run = run + 1 if d == depth else 0
-        best = max(best, run)
-    return best
 
 
 def follow(tuner: Finetuner, caches: ScheduleCaches, step: int) -> None:
@@ -120,12 +119,16 @@ def follow(tuner: Finetuner, caches: ScheduleCaches, step: int) -> None:
         per_depth = caches.by_depth.get(key, {})
         valid = [d for d, c in per_depth.items() if d <= depth and c.key.prefix == fresh.get(d)]
         chosen[key] = per_depth[max(valid)] if valid else None
-    if depth >= 1 and any(c is None or c.depth < depth for c in chosen.values()) \
-            and caches.holds_for(step, depth) >= caches.steps_per_epoch:
+    if depth >= 1 and any(c is None or c.depth < depth for c in chosen.values()):
         below = [c.depth for c in chosen.values() if c is not None]
         source = min(below) if len(below) == len(chosen) else None
-        _build(tuner, caches, [depth], source=source)
-        return follow(tuner, caches, step)
+        # Advancing runs blocks source..depth-1 once per training row; each step it serves skips the
+        # blocks below depth for a batch (those below source are skipped either way).
+        cost = len(caches.datasets[caches.train_id]) * (depth - (source or 0))
+        saved = caches.holds_for(step, depth) * tuner.config.batch_size * (depth - (source or 0))
+        if saved >= cost:  # a tie still pays: the cache serves the evaluations too
+            _build(tuner, caches, [depth], source=source)
+            return follow(tuner, caches, step)
     tuner.caches = {key: c for key, c in chosen.items() if c is not None}
     tuner.train_cache = chosen.get(caches.train_id)
     tuner.eval_cache = chosen.get(caches.eval_id) if caches.eval_id is not None else None
