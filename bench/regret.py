@@ -48,8 +48,10 @@ RESULTS = ROOT / "bench" / "results"
 SELECTIONS = RESULTS / "selections"
 P = protocol.PROTOCOL
 FLOOR = P["retention"]["floor"]
-SELECTORS = ["auto", "auto:method=race", "auto:retention=0.8", "auto:variability", "auto:gradient", "auto:fisher",
-             "auto:snr"]
+# auto = auto:gradient (the default); the other scorers, the race and the retention floor beside it.
+SELECTORS = ["auto", "auto:fisher", "auto:snr", "auto:semantic", "auto:variability", "auto:method=race",
+             "auto:retention=0.8"]
+VERSION = 2  # of the selectors' code: a stored choice from another version is made again
 RULES = {f"always {'lower_half' if r == 'depth:3' else 'top_k:2' if r == 'depth:4' else r}": r for r in P["rules"]}
 log = logging.getLogger("freezetune")
 
@@ -65,7 +67,7 @@ def selections(key: str, seeds: list[int]) -> dict[str, dict[int, dict]]:
         for seed in seeds:
             path = folder / f"{selector.replace(':', '_').replace('=', '-')}-seed{seed}.json"
             saved = json.loads(path.read_text()) if path.is_file() else None
-            if saved and saved["fingerprint"] == protocol.fingerprint(key):
+            if saved and saved["fingerprint"] == protocol.fingerprint(key) and saved.get("version") == VERSION:
                 out[selector][seed] = saved
             else:
                 missing.append((selector, seed, path))
@@ -86,7 +88,8 @@ def selections(key: str, seeds: list[int]) -> dict[str, dict[int, dict]]:
         resolution = resolve_for_run(spec, model, task, data, tokenizer, caches, retention)
         seconds = time.perf_counter() - started
         plan = next((name for name, p in depth_plans.items() if p == resolution.strategy), resolution.strategy.spec)
-        saved = {"fingerprint": protocol.fingerprint(key), "selector": selector, "seed": seed, "plan": plan,
+        saved = {"fingerprint": protocol.fingerprint(key), "version": VERSION, "selector": selector, "seed": seed,
+                 "plan": plan,
                  "seconds": seconds, "explanation": "\n".join(s["explanation"] for s in resolution.selections)}
         path.write_text(json.dumps(saved, indent=1) + "\n")
         log.info("%s seed %d: %s chose %s in %.1f s", key, seed, selector, plan, seconds)

@@ -15,6 +15,7 @@ quoting in a shell and ``compare`` lists several specs with a repeated ``--strat
 from __future__ import annotations
 
 import re
+import types
 from dataclasses import dataclass
 
 from freezetune.core.errors import FreezetuneError
@@ -104,6 +105,8 @@ def parse_bool(text: str) -> bool:
 
 def convert(value: str, kind: type, *, option: str, spec: str):
     """Turn a raw option value into the option's declared type, with a clear error."""
+    if isinstance(kind, types.UnionType):  # "float | None": an optional option takes its real type
+        kind = next(k for k in kind.__args__ if k is not type(None))
     try:
         if kind is bool:
             return parse_bool(value)
@@ -118,7 +121,7 @@ def convert(value: str, kind: type, *, option: str, spec: str):
         return value
     except ValueError:
         raise FreezetuneError(
-            f"malformed strategy spec {spec!r}: option {option}={value!r} should be {kind.__name__}"
+            f"malformed strategy spec {spec!r}: option {option}={value!r} should be {getattr(kind, '__name__', kind)}"
         ) from None
 
 

@@ -56,23 +56,25 @@ DEFAULT_METHOD = "score"
     },
 )
 def auto(layers: LayerMap, context: ResolveContext, scorer: str = "gradient", method: str = "",
-         budget: float = 0.0, retention: float = 0.0, share: float = 0.25, eta: int = 3, rates: str = "1",
-         contiguous: bool = True, granularity: str = "block", threshold: float = 0.0) -> Plan:
+         budget: float | None = None, retention: float | None = None, share: float = 0.25, eta: int = 3,
+         rates: str = "1", contiguous: bool = True, granularity: str = "block",
+         threshold: float | None = None) -> Plan:
     """Choose where to fine-tune for the best task metric, under an optional cost cap and retention floor."""
-    method = method or ("race" if retention else DEFAULT_METHOD)  # a retention floor is measured by racing
+    method = method or ("race" if retention is not None else DEFAULT_METHOD)  # a retention floor is measured by racing
     if method not in METHODS:
         raise FreezetuneError(f"unknown auto method {method!r}; choose score or race")
-    if retention and not 0 < retention <= 1:
+    if retention is not None and not 0 < retention <= 1:
         raise FreezetuneError(f"retention is the share of pretrained skill to keep, in (0, 1]; got {retention}")
     if method == "race":
-        return _race(layers, context, budget=budget or None, retention=retention or None, share=share, eta=eta,
-                     rates=_factors(rates))
-    if retention:
+        return _race(layers, context, budget=budget, retention=retention, share=share, eta=eta, rates=_factors(rates))
+    if retention is not None:
         raise FreezetuneError("retention=R is measured on briefly trained candidates: add method=race")
-    if granularity == "tensor" and not budget and not threshold:
+    if granularity == "tensor" and budget is None and threshold is None:
         budget = 0.25  # a tensor selection needs a bound; a quarter of the model is the documented default
-    return auto_plan(layers, context, scorer=scorer, budget=budget or layers.num_blocks, contiguous=contiguous,
-                     granularity=granularity, threshold=threshold or None)
+    if granularity == "block" and budget is None:
+        budget = layers.num_blocks  # no cap: any suffix may train
+    return auto_plan(layers, context, scorer=scorer, budget=budget, contiguous=contiguous, granularity=granularity,
+                     threshold=threshold)
 
 
 def _factors(text: str | float) -> tuple[float, ...]:

@@ -50,7 +50,8 @@ class Strategy:
     def usage(self) -> str:
         parts = [self.name]
         for option in self.options.values():
-            if self.schedule or option.name not in COMMON:
+            # An option without a default (None, "") is optional; its help line says what it does.
+            if (self.schedule or option.name not in COMMON) and option.default not in (None, ""):
                 parts.append(f"{option.name}={format_value(option.default)}")
         return ":".join(parts)
 
