@@ -3,10 +3,13 @@
 import pytest
 import torch
 
-from conftest import tiny_classifier, toy_dataset
+from conftest import tiny_classifier, tiny_gpt2, tiny_llama, toy_dataset
 from freezetune import Callback, Finetuner
+from freezetune.core.layout import LayerMap
+from freezetune.core.model import SequenceClassifier
+from freezetune.io.loader import make_loader
 from freezetune.strategies.registry import resolve
-from freezetune.training.prefix_cache import prefix_fingerprint
+from freezetune.training.prefix_cache import CacheKey, build_cache, build_caches, data_fingerprint, prefix_fingerprint
 from freezetune.training.schedule_cache import pristine_depths
 
 
@@ -23,12 +26,12 @@ class Fresh(Callback):
             self.stale.append(tuner.state.step)
 
 
-def fit(strategy, cache, epochs=3):
-    model = tiny_classifier()
+def fit(strategy, cache, epochs=3, factory=tiny_classifier, vocab=100):
+    model = factory()
     fresh = Fresh()
     tuner = Finetuner(model, strategy, callbacks=[fresh], progress=False, lr=3e-3, epochs=epochs, batch_size=8,
                       cache=cache)
-    result = tuner.fit(toy_dataset(n=40), toy_dataset(n=16, seed=1))
+    result = tuner.fit(toy_dataset(n=40, vocab=vocab), toy_dataset(n=16, seed=1, vocab=vocab))
     return {n: p.detach().clone() for n, p in model.named_parameters()}, tuner, result, fresh
 
 
@@ -63,11 +66,46 @@ def test_short_phases_are_not_cached_and_cache_off_is_honoured():
     assert result.costs["cache"].startswith("off")
 
 
-def test_pristine_boundaries_are_read_off_the_plans():
-    layers_model = tiny_classifier()
-    from freezetune.core.layout import LayerMap
+def decoder(factory):
+    return lambda: SequenceClassifier(factory().base_model, num_labels=3, pooling="last")
 
-    layers = LayerMap.from_model(layers_model)
+
+@pytest.mark.parametrize("factory", [decoder(tiny_llama), decoder(tiny_gpt2)], ids=["llama", "gpt2"])
+@pytest.mark.parametrize("strategy", ["lift:steps=5", "lift:order=bottom_up:steps=5"])
+def test_schedule_caches_on_decoders_train_the_same_weights(factory, strategy):
+    """Rotary embeddings and causal masks come from the model's own forward, cached or not."""
+    reference, _, _, _ = fit(strategy, cache="off", factory=factory, vocab=50)
+    weights, tuner, _, fresh = fit(strategy, cache="auto", factory=factory, vocab=50)
+    assert tuner.schedule_caches.events and not fresh.stale and any(d is not None for d in fresh.served)
+    assert all(torch.allclose(weights[n], reference[n], atol=1e-6) for n in weights)
+
+
+def test_one_pass_and_advanced_caches_equal_caches_built_alone():
+    model = tiny_classifier().eval()
+    layers = LayerMap.from_model(model)
+    data = toy_dataset(n=24)
+    indexed = data.add_column("index", list(range(len(data))))
+    lengths = [len(x) for x in data["input_ids"]]
+    cpu = torch.device("cpu")
+
+    def key(d):
+        return CacheKey(prefix_fingerprint(layers, d), d, data_fingerprint(data), "t")
+
+    def loader():
+        return make_loader(indexed, batch_size=8, shuffle=False)
+
+    alone = {d: build_cache(layers, d, loader(), lengths, key(d), device=cpu) for d in (1, 2, 4)}
+    together = build_caches(layers, {d: key(d) for d in (1, 2, 4)}, loader(), lengths, device=cpu)
+    advanced = build_cache(layers, 4, loader(), lengths, key(4), device=cpu, source=alone[1])
+    for d in (1, 2, 4):
+        assert torch.equal(alone[d].states, together[d].states)
+    assert torch.allclose(alone[4].states, advanced.states, atol=1e-6)
+    with pytest.raises(ValueError, match="cannot be advanced"):
+        build_cache(layers, 1, loader(), lengths, key(1), device=cpu, source=alone[2])
+
+
+def test_pristine_boundaries_are_read_off_the_plans():
+    layers = LayerMap.from_model(tiny_classifier())
     top_down = [resolve(f"layers:{b}", layers) for b in (3, 2, 1, 0)]
     assert pristine_depths(top_down, 4) == [1, 2, 3]
     bottom_up = [resolve(f"layers:{b}", layers) for b in (0, 1, 2, 3)]
