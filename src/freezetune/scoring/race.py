@@ -108,14 +108,14 @@ def _plan_cost(depth: int, num_blocks: int) -> float:
 
 
 def estimate_cost(costs: list[float], n0: int, eta: int, batch: int, validation_rows: int,
-                  num_blocks: int, depths_: list[int], train_rows: int) -> float:
+                  num_blocks: int, depths_: list[int], train_rows: int, finalists: int = 1) -> float:
     """Upper bound of the race's cost (see the module doc): the dearest candidates assumed to survive."""
     survivors, steps, total = sorted(costs, reverse=True), n0, 0.0
     while survivors:
         total += sum(3 * steps * batch * f + validation_rows * f for f in survivors)
-        if len(survivors) == 1:
+        if len(survivors) <= finalists:
             break
-        survivors = survivors[: max(1, len(survivors) // eta)]
+        survivors = survivors[: max(finalists, len(survivors) // eta)]
         steps *= eta
     # The cache: one forward of the prefix per example (race subset + validation) and boundary.
     total += sum(d / num_blocks for d in depths_) * (min(train_rows, steps * batch) + validation_rows)
@@ -140,59 +140,43 @@ def race_plan(layers: LayerMap, context: ResolveContext, *, budget: float | None
     started = time.perf_counter()
     config = replace(context.config or TrainConfig(), progress=False, patience=None, eval_every=None,
                      keep_best=False, save_every=None, cache="on")
-    n = layers.num_blocks
-    candidates = []
-    for d in depths(n):
-        plan = resolve(f"depth:{d}", layers)
-        if budget is not None and not _fits(plan, layers, budget):
-            continue
-        for factor in rates:
-            candidates.append(Candidate(f"depth:{d}", plan, d, default_lr(plan, layers) * factor, factor))
-    if not candidates:
-        raise FreezetuneError(f"no frozen-prefix depth fits budget {budget:g}; raise the budget")
+    candidates = _candidates(layers, budget, rates)
     train, validation = context.train, context.validation
     full_steps = _full_steps(config, len(train))
     one_run = 3 * full_steps * config.batch_size + config.epochs * len(validation)
-    costs = [_plan_cost(c.depth, n) for c in candidates]
+    costs = [_plan_cost(c.depth, layers.num_blocks) for c in candidates]
     used_depths = sorted({c.depth for c in candidates})
+    finalists = eta if retention is not None else 1  # a retention floor needs finalists to choose among
 
     def cost(n0: int) -> float:
-        return estimate_cost(costs, n0, eta, config.batch_size, len(validation), n, used_depths, len(train))
+        return estimate_cost(costs, n0, eta, config.batch_size, len(validation), layers.num_blocks, used_depths,
+                             len(train), finalists)
 
     n0 = 1
     while cost(n0 + 1) <= share * one_run and (n0 + 1) <= full_steps:
         n0 += 1
     over = cost(n0) > share * one_run
-    rungs = []
-    steps, alive = n0, len(candidates)
-    while True:
-        rungs.append(min(steps, full_steps))
-        if alive == 1:
-            break
-        alive, steps = max(1, alive // eta), steps * eta
+    rungs = _rungs(len(candidates), n0, eta, full_steps, finalists)
     subset = train.shuffle(seed=config.seed).select(range(min(len(train), rungs[-1] * config.batch_size)))
     metric = config.metric
     directions = context.task.directions if context.task is not None else METRIC_DIRECTIONS
-    store = context.cache_store
-    alive_c = list(candidates)
+    alive = list(candidates)
     for r, steps in enumerate(rungs):
-        for c in alive_c:
+        last = r == len(rungs) - 1
+        for c in alive:
             tuner = Finetuner(copy.deepcopy(context.model), c.plan, config=replace(config, max_steps=steps, lr=c.lr),
-                              task=context.task, pad_token_id=context.pad_token_id,
-                              **({"cache_store": store} if store is not None else {}))
+                              task=context.task, pad_token_id=context.pad_token_id, cache_store=context.cache_store)
             fit = tuner.fit(subset, validation)
             metrics = fit.best_metrics or tuner.evaluate(validation)
             c.results.append((steps, metrics[metric]))
             log.info("race rung %d (%d steps): %s %s=%.4f", r + 1, steps, c.name, metric, metrics[metric])
-            if r == len(rungs) - 1 and retention is not None:
+            if last and retention is not None:
                 c.kept = context.retention(tuner.model)
                 c.predicted_kept = extrapolate_kept(c.kept, steps, full_steps)
-        ranked = _ranked(alive_c, metric, directions)
-        if r < len(rungs) - 1:
-            alive_c = ranked[: max(1, len(ranked) // eta)]
-        else:
-            alive_c = ranked
-    chosen, note = _final(alive_c, retention)
+        alive = _ranked(alive, metric, directions)
+        if not last:
+            alive = alive[: max(finalists, len(alive) // eta)]
+    chosen, note = _final(alive, retention)
     if over:
         over_note = (f"Even the shortest race (1 step per candidate in the first rung) costs about "
                      f"{cost(n0) / one_run:.0%} of one run, more than share={share:g}: the data set is small next "
@@ -217,6 +201,27 @@ def _fits(plan: Plan, layers: LayerMap, budget: float) -> bool:
         return len(blocks) <= budget
     counts = layers.counts()
     return sum(counts[block_unit(b)] for b in blocks) <= budget * layers.total()
+
+
+def _candidates(layers: LayerMap, budget: float | None, rates: tuple[float, ...]) -> list[Candidate]:
+    out = []
+    for d in depths(layers.num_blocks):
+        plan = resolve(f"depth:{d}", layers)
+        if budget is None or _fits(plan, layers, budget):
+            out += [Candidate(f"depth:{d}", plan, d, default_lr(plan, layers) * f, f) for f in rates]
+    if not out:
+        raise FreezetuneError(f"no frozen-prefix depth fits budget {budget:g}; raise the budget")
+    return out
+
+
+def _rungs(candidates: int, n0: int, eta: int, full_steps: int, finalists: int) -> list[int]:
+    """Steps per rung: eta times longer each, until at most ``finalists`` candidates are left."""
+    rungs, steps, alive = [], n0, candidates
+    while True:
+        rungs.append(min(steps, full_steps))
+        if alive <= finalists:
+            return rungs
+        alive, steps = max(finalists, alive // eta), steps * eta
 
 
 def _ranked(candidates: list[Candidate], metric: str, directions) -> list[Candidate]:
