@@ -55,6 +55,7 @@ def _seeded(seed: int, stage: int) -> random.Random:
 
 @dataclass(frozen=True)
 class Lift:
+    step_determined = True  # plans depend on step and epoch only: the prefix cache reads them ahead
     walk: tuple[int, ...]  # the blocks, in the order their phases come
     steps: int
     epochs: int
@@ -96,6 +97,7 @@ def lift(layers: LayerMap, order: str = "top_down", steps: int = 0, epochs: int 
 
 @dataclass(frozen=True)
 class GradualUnfreeze:
+    step_determined = True  # plans depend on step and epoch only: the prefix cache reads them ahead
     num_blocks: int
     steps: int
     epochs: int
@@ -125,6 +127,7 @@ def gradual_unfreeze(layers: LayerMap, steps: int = 0, epochs: int = 1, lr_decay
 
 @dataclass(frozen=True)
 class Lisa:
+    step_determined = True  # plans depend on step and epoch only: the prefix cache reads them ahead
     num_blocks: int
     gamma: int
     interval: int
@@ -157,6 +160,7 @@ def lisa(layers: LayerMap, gamma: int = 2, interval: int = 20, seed: int = 0) ->
 
 @dataclass(frozen=True)
 class HalfFineTuning:
+    step_determined = True  # plans depend on step and epoch only: the prefix cache reads them ahead
     pools: tuple[tuple[tuple[str, ...], ...], ...]  # per (block, kind): its weight groups (one module's tensors)
     num_blocks: int
     steps: int

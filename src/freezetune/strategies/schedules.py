@@ -18,6 +18,10 @@ from freezetune.core.plan import Plan
 
 @runtime_checkable
 class Schedule(Protocol):
+    """``plan_at`` gives the plan for a step. A schedule whose plans depend on the step and epoch
+    alone may say so with ``step_determined = True``: the frozen-prefix cache then reads its plans
+    ahead and stores every boundary it will visit in one pass."""
+
     def plan_at(self, step: int, epoch: int, observations: dict[str, Any]) -> Plan: ...
 
 

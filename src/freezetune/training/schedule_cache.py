@@ -14,8 +14,8 @@ A schedule moves the boundary between the frozen prefix and what trains. Two cas
 Every cache's key holds a fingerprint of the prefix weights that produced it, and a cache is used
 only while that fingerprint matches the current weights, so it is never stale. A boundary is
 cached only when that pays: the pass over the data must cost no more block forwards than the
-steps it serves skip. Schedules that react to training (AutoFreeze) cannot be read ahead, so for them the
-rest of the run counts.
+steps it serves skip. Schedules whose plans are not ``step_determined`` (AutoFreeze, a user's
+own) are not read ahead: for them the rest of the run counts.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from freezetune.io.loader import make_loader
-from freezetune.training.callbacks import Callback
 from freezetune.training.prefix_cache import (
     CacheKey,
     PrefixCache,
@@ -66,8 +65,8 @@ class ScheduleCaches:
 
 
 def read_ahead(tuner: Finetuner, total_steps: int, steps_per_epoch: int) -> list | None:
-    """The plan at every step, when it depends on the step alone (None for AutoFreeze-like schedules)."""
-    if isinstance(tuner.schedule, Callback):
+    """The plan at every step, when the schedule says it depends on the step alone (else None)."""
+    if not getattr(tuner.schedule, "step_determined", False):
         return None
     return [tuner.schedule.plan_at(step, step // steps_per_epoch, {}) for step in range(total_steps)]
 
