@@ -40,6 +40,7 @@ from freezetune.core.errors import FreezetuneError
 from freezetune.core.layout import HEAD, LayerMap, block_unit
 from freezetune.core.plan import Plan
 from freezetune.measure.metrics import METRIC_DIRECTIONS, is_better
+from freezetune.scoring.select import within_budget
 from freezetune.strategies.lr_policy import default_lr
 from freezetune.strategies.registry import ResolveContext, resolve
 from freezetune.training.finetuner import Finetuner
@@ -195,19 +196,11 @@ def chosen_plan(result: RaceResult, layers: LayerMap) -> Plan:
     return replace(c.plan, lr_multipliers=tuple((u, c.factor) for u in units), spec=c.spec)
 
 
-def _fits(plan: Plan, layers: LayerMap, budget: float) -> bool:
-    blocks = plan.trainable_blocks(layers.num_blocks)
-    if budget >= 1:
-        return len(blocks) <= budget
-    counts = layers.counts()
-    return sum(counts[block_unit(b)] for b in blocks) <= budget * layers.total()
-
-
 def _candidates(layers: LayerMap, budget: float | None, rates: tuple[float, ...]) -> list[Candidate]:
     out = []
     for d in depths(layers.num_blocks):
         plan = resolve(f"depth:{d}", layers)
-        if budget is None or _fits(plan, layers, budget):
+        if budget is None or within_budget(layers, budget, plan.trainable_blocks(layers.num_blocks)):
             out += [Candidate(f"depth:{d}", plan, d, default_lr(plan, layers) * f, f) for f in rates]
     if not out:
         raise FreezetuneError(f"no frozen-prefix depth fits budget {budget:g}; raise the budget")

@@ -66,6 +66,11 @@ def _budget(layers: LayerMap, budget: float | int) -> _Budget:
     return _Budget(f"at most {k} of {n} blocks", lambda blocks: len(blocks) <= k)
 
 
+def within_budget(layers: LayerMap, budget: float | int, blocks: Iterable[int]) -> bool:
+    """Whether ``blocks`` fit ``budget`` (a block count, or a share of the model's parameters)."""
+    return _budget(layers, budget).fits(tuple(blocks))
+
+
 def check_budget(layers: LayerMap, budget: float | int) -> None:
     """Fail on a bad block budget before anything is scored."""
     _budget(layers, budget)
