@@ -11,6 +11,9 @@ from typing import Any
 
 from freezetune.core.errors import FreezetuneError
 
+CLASSIFICATION, CAUSAL_LM = "classification", "causal-lm"
+TASKS = (CLASSIFICATION, CAUSAL_LM)
+
 
 def option(default: Any = MISSING, help: str = "", choices: tuple | None = None, **kwargs) -> Any:
     metadata = {"help": help, "choices": choices}

@@ -1,7 +1,7 @@
 """Compact checkpoints: only the trained tensors, plus what it takes to rebuild the rest.
 
 A checkpoint folder holds ``trained.safetensors`` (the tensors that trained: head, trained
-blocks, LoRA adapters) and ``checkpoint.json`` (plan, labels, pooling, base model path and a
+blocks, LoRA adapters) and ``checkpoint.json`` (task, plan, labels, pooling, base model path and a
 fingerprint of the base weights, the resolved run config, sizes). Loading rebuilds the model
 from the base, refuses a base whose weights differ from the one trained on, re-creates the
 LoRA adapters and loads the trained tensors strictly. Exports to other formats: export.py.
@@ -19,6 +19,8 @@ import torch
 from torch import nn
 
 import freezetune
+from freezetune.core.causal_lm import load_causal_lm
+from freezetune.core.config import CAUSAL_LM, CLASSIFICATION
 from freezetune.core.errors import FreezetuneError
 from freezetune.core.layout import LayerMap
 from freezetune.core.lora import add_lora
@@ -84,9 +86,10 @@ def save_checkpoint(
     base_path: str,
     gguf_file: str | None,
     base_fingerprint: str,
-    label_names: list[str],
+    label_names: list[str] | None,
     config: dict,
     trained_names: Iterable[str] | None = None,
+    task: str = CLASSIFICATION,
 ) -> dict:
     """Write ``trained.safetensors`` + ``checkpoint.json`` into ``folder``; return the JSON dict.
 
@@ -117,9 +120,10 @@ def save_checkpoint(
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "freezetune_version": freezetune.__version__,  # read at save time: the package is loaded by then
+        "task": task,
         "plan": plan.to_dict(),
-        "label_names": list(label_names),
-        "num_labels": len(label_names),
+        "label_names": list(label_names or []),
+        "num_labels": len(label_names or []),
         "pooling": getattr(model, "pooling", None),
         "base_model": str(local.resolve()) if local.exists() else str(base_path),
         "gguf_file": gguf_file,
@@ -194,7 +198,10 @@ def load_checkpoint(
     tensors = _read_tensors(folder, meta)
     base = base_path or meta["base_model"]
     gguf_file = meta.get("gguf_file")
-    model = load_classifier(base, len(meta["label_names"]), pooling=meta["pooling"], gguf_file=gguf_file)
+    if meta.get("task", CLASSIFICATION) == CAUSAL_LM:
+        model = load_causal_lm(base, gguf_file=gguf_file)
+    else:
+        model = load_classifier(base, len(meta["label_names"]), pooling=meta["pooling"], gguf_file=gguf_file)
     found = base_fingerprint(model.backbone)
     if found != meta["base_fingerprint"]:
         raise FreezetuneError(

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from freezetune.core.config import CLASSIFICATION
 from freezetune.core.errors import FreezetuneError
 from freezetune.core.model import SequenceClassifier
 from freezetune.measure.metrics import METRIC_DIRECTIONS, classification_metrics
@@ -18,7 +19,7 @@ class SequenceClassification:
     """Labels are class ids 0..C-1 in the batch's ``labels``; ``label_names`` name them."""
 
     label_names: list[str] | None = None
-    name: str = "classification"
+    name: str = CLASSIFICATION
     directions: dict[str, str] = field(default_factory=lambda: dict(METRIC_DIRECTIONS))
 
     def build_model(self, backbone: nn.Module, *, pooling: str) -> nn.Module:

@@ -1,0 +1,66 @@
+"""A causal language model as freezetune trains it: the whole Hugging Face ``...ForCausalLM``.
+
+The wrapper exists so that every task model looks the same to the training loop: ``forward``
+returns a tensor (here next-token logits) and ``backbone`` is the pretrained part. For a
+decoder the pretrained part is the whole ``...ForCausalLM``, ``lm_head`` included: retention
+measures its perplexity, export saves it as is, and a PEFT adapter applies to it directly.
+
+The LayerMap of the wrapper puts the token embedding (and ``lm_head`` when tied to it) in the
+embeddings unit, the decoder blocks in ``block.i``, and the final norm (and an untied
+``lm_head``) in the head unit.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from freezetune.core.errors import FreezetuneError
+
+log = logging.getLogger("freezetune")
+
+
+class CausalLM(nn.Module):
+    """``forward`` gives next-token logits ``(batch, length, vocab)``; ``generate`` decodes greedily."""
+
+    pooling = "none"  # no sentence pooling: every position predicts the next token
+
+    def __init__(self, lm: nn.Module):
+        super().__init__()
+        self.backbone = lm
+        self.config = lm.config
+
+    def forward(self, input_ids, attention_mask, **_) -> torch.Tensor:
+        return self.backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+
+    @torch.no_grad()
+    def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, max_new_tokens: int,
+                 eos_token_id: int | list[int] | None, pad_token_id: int) -> torch.Tensor:
+        """Greedy continuations of left-padded prompts: the new tokens only, padded with ``pad_token_id``."""
+        out = self.backbone.generate(
+            input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=max_new_tokens, do_sample=False,
+            eos_token_id=eos_token_id, pad_token_id=pad_token_id,
+        )
+        return out[:, input_ids.size(1):]
+
+
+def load_causal_lm(model_path: str | Path, *, gguf_file: str | None = None,
+                   dtype: torch.dtype = torch.float32) -> CausalLM:
+    """A causal LM from a local folder (or GGUF file in it, dequantized), in float32 by default."""
+    from transformers import AutoModelForCausalLM
+
+    kwargs = {"gguf_file": gguf_file} if gguf_file else {}
+    try:
+        lm = AutoModelForCausalLM.from_pretrained(str(model_path), dtype=dtype, **kwargs)
+    except (OSError, ValueError) as error:
+        text = str(error).strip()
+        first = text.splitlines()[0] if text else type(error).__name__
+        raise FreezetuneError(
+            f"cannot load {model_path} as a causal language model: {first} "
+            "(give a local decoder folder with --model, and --gguf-file for a GGUF file in it)"
+        ) from None
+    log.info("loaded %s (%s)", model_path, type(lm).__name__)
+    return CausalLM(lm)

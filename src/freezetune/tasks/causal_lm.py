@@ -1,0 +1,97 @@
+"""Causal language modelling: next-token cross-entropy on the target tokens, perplexity, exact match.
+
+A batch's ``labels`` are per-token: the token ids the model must produce, and -100 where it
+must not be scored (the prompt of a prompt/response pair, and padding). Position t's logits
+predict token t+1, so the loss compares ``logits[:, :-1]`` with ``labels[:, 1:]``.
+
+Metrics (``loss`` and ``perplexity`` always; the rest when there are targets):
+
+* ``loss``: the mean cross-entropy over every target token of the data (not a mean of batch
+  means), and ``perplexity = exp(loss)``;
+* ``token_accuracy``: the share of target tokens that are the model's top prediction;
+* ``exact_match``: the share of examples whose every target token is the top prediction. With
+  teacher forcing this equals exact match after greedy generation: if the top token is right at
+  every position, greedy decoding reproduces the response token by token (its own earlier
+  tokens are the right ones), and a single wrong top token is where greedy decoding departs.
+  Responses end with the end-of-sequence token, so the match includes stopping on time. It
+  costs one forward per batch instead of one per generated token.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from freezetune.core.causal_lm import CausalLM
+from freezetune.core.config import CAUSAL_LM
+from freezetune.core.errors import FreezetuneError
+
+IGNORE = -100
+LM_DIRECTIONS = {"loss": "min", "perplexity": "min", "token_accuracy": "max", "exact_match": "max"}
+
+
+@dataclass
+class CausalLanguageModeling:
+    name: str = CAUSAL_LM
+    directions: dict[str, str] = field(default_factory=lambda: dict(LM_DIRECTIONS))
+    default_metric: str = "loss"
+
+    def build_model(self, backbone: nn.Module, *, pooling: str = "none") -> nn.Module:
+        """``backbone`` is the whole ``...ForCausalLM``: its own ``lm_head`` is the head."""
+        return backbone if isinstance(backbone, CausalLM) else CausalLM(backbone)
+
+    def split(self, batch: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], Any]:
+        inputs = dict(batch)
+        return inputs, inputs.pop("labels", None)
+
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        logits, labels = _shifted(outputs, targets)
+        return nn.functional.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE)
+
+    def keep(self, outputs: torch.Tensor, targets: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """Per example: summed token loss, target tokens, tokens right, all right (small, on the CPU)."""
+        if targets is None:
+            return {"next_token": outputs[:, -1].argmax(-1).cpu()}
+        logits, labels = _shifted(outputs, targets)
+        scored = labels != IGNORE
+        token_loss = nn.functional.cross_entropy(
+            logits.float().transpose(1, 2), labels, ignore_index=IGNORE, reduction="none"
+        )
+        right = (logits.argmax(-1) == labels) & scored
+        count = scored.sum(1)
+        return {
+            "loss_sum": token_loss.sum(1).double().cpu(),
+            "tokens": count.cpu(),
+            "right": right.sum(1).cpu(),
+            "exact": ((right.sum(1) == count) & (count > 0)).cpu(),
+        }
+
+    def metrics(self, kept: list[dict[str, torch.Tensor]]) -> dict[str, Any]:
+        if not kept or "tokens" not in kept[0]:
+            raise FreezetuneError("evaluation data has no target tokens (labels)")
+        tokens = torch.cat([k["tokens"] for k in kept])
+        total = int(tokens.sum())
+        if total == 0:
+            raise FreezetuneError("evaluation data has no target tokens: every example's response is empty")
+        loss = float(torch.cat([k["loss_sum"] for k in kept]).sum()) / total
+        scored = tokens > 0
+        return {
+            "loss": loss,
+            "perplexity": math.exp(min(loss, 700.0)),
+            "token_accuracy": int(torch.cat([k["right"] for k in kept]).sum()) / total,
+            "exact_match": float(torch.cat([k["exact"] for k in kept])[scored].float().mean()),
+            "examples": int(scored.sum()),
+            "target_tokens": total,
+        }
+
+    def predict(self, outputs: torch.Tensor) -> dict[str, Any]:
+        """The most likely next token after each input (generation is ``CausalLM.generate``)."""
+        return {"next_token": outputs[:, -1].argmax(-1).tolist()}
+
+
+def _shifted(outputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return outputs[:, :-1], targets[:, 1:]
