@@ -16,10 +16,11 @@ from freezetune.cli.flags import add_checkpoint_flags
 def add_parser(commands) -> argparse.ArgumentParser:
     parser = commands.add_parser(
         "predict",
-        help="label a file with a trained checkpoint",
+        help="label a file (classifier) or answer its prompts (causal LM) with a trained checkpoint",
         description=(
-            "Read a CSV / TSV / JSONL / Parquet file and write it back as CSV with a `prediction` "
-            "column (the label name) and one `prob_<label>` column per label."
+            "Read a CSV / TSV / JSONL / Parquet file and write it back as CSV: a classifier adds a `prediction` "
+            "column (the label name) and one `prob_<label>` column per label; a causal LM adds a `generation` "
+            "column (greedy decoding, prompts encoded as in training)."
         ),
     )
     add_checkpoint_flags(parser)
@@ -29,6 +30,10 @@ def add_parser(commands) -> argparse.ArgumentParser:
                         help="column holding the text (default: the one used in training, else text)")
     parser.add_argument("--text-pair-column", default=None, metavar="NAME",
                         help="second text column for sentence pairs (default: the one used in training, if any)")
+    parser.add_argument("--prompt-column", default=None, metavar="NAME",
+                        help="causal LM: column holding the prompts (default: the one used in training)")
+    parser.add_argument("--max-new-tokens", type=int, default=32, metavar="N",
+                        help="causal LM: generate at most this many tokens per prompt (default: 32)")
     parser.add_argument("--output", default=None, metavar="FILE",
                         help="CSV to write (default: <data name>.predictions.csv in the current folder)")
     parser.add_argument("--encoding", default="auto", metavar="NAME",
@@ -55,6 +60,8 @@ def run(args) -> int:
         max_length=args.max_length,
         overwrite=args.overwrite,
         base_path=args.model,
+        prompt_column=args.prompt_column,
+        max_new_tokens=args.max_new_tokens,
     )
     print(f"wrote predictions to {path}")
     return 0

@@ -47,7 +47,9 @@ class TrainConfig:
     )
     patience: int | None = option(None, "early stopping: stop after N evaluations without improvement")
     metric: str = option(
-        "accuracy", "metric that picks the best model", choices=("accuracy", "macro_f1", "mcc", "loss")
+        "auto", "metric that picks the best model; auto: accuracy for classification, validation loss for "
+        "causal LMs (exact_match suits short answers)",
+        choices=("auto", "accuracy", "macro_f1", "mcc", "loss", "perplexity", "token_accuracy", "exact_match"),
     )
     keep_best: bool = option(True, "restore the best evaluated weights at the end")
     seed: int = option(0, "random seed (head init, dropout, data order, validation split)")
@@ -91,13 +93,31 @@ class TrainConfig:
 class DataConfig:
     """Where the examples come from."""
 
-    data: str | None = option(None, "training file (CSV, TSV, JSONL, Parquet); default: the embedded tweets")
+    task: str = option(
+        CLASSIFICATION, "classification (a label per text) or causal-lm (generate text: --text-column, or "
+        "--prompt-column with --response-column)", choices=TASKS,
+    )
+    data: str | None = option(
+        None, "training file (CSV, TSV, JSONL, Parquet; .txt for causal-lm: one example per paragraph); "
+        "default: the embedded tweets (classification only)"
+    )
     eval_data: str | None = option(None, "validation file for model selection; default: a stratified split of --data")
     test_data: str | None = option(None, "test file for the reported numbers; without it they are validation numbers")
     text_column: str | None = option(None, "column holding the text (default: text)")
     text_pair_column: str | None = option(None, "second text column for sentence pairs")
     label_column: str | None = option(
         None, "column holding the label (default: label; sentiment for the embedded data)"
+    )
+    prompt_column: str | None = option(
+        None, "causal-lm: column holding the prompt (masked out of the loss); needs --response-column"
+    )
+    response_column: str | None = option(None, "causal-lm: column holding the response the model learns to write")
+    chat_template: str = option(
+        "auto", "causal-lm: render prompt/response pairs with the tokenizer's chat template when it has one "
+        "(auto), or join them as written (none)", choices=("auto", "none"),
+    )
+    pack: bool = option(
+        False, "causal-lm: concatenate the examples and cut them into --max-length pieces (no padding)"
     )
     encoding: str = option("auto", "text encoding of the files; auto tries UTF-8, then detects (e.g. latin-1)")
     header: bool = option(True, "the files have a header row (--no-header: columns are named 0, 1, 2, ...)")

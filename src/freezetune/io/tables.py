@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -17,7 +18,7 @@ from freezetune.core.errors import FreezetuneError
 
 logger = logging.getLogger("freezetune")
 
-FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "json", ".parquet": "parquet"}
+FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "json", ".parquet": "parquet", ".txt": "text"}
 
 
 def _decode(raw: bytes, path: Path, encoding: str) -> str:
@@ -64,6 +65,9 @@ def read_table(
 ) -> pd.DataFrame:
     """Read a CSV, TSV, JSON Lines (.jsonl, or .json holding lines or one array) or Parquet table.
 
+    A ``.txt`` file is plain text: its paragraphs (blank-line separated) become rows of a
+    ``text`` column.
+
     The format comes from the extension unless `file_format` names it. TSV is read with
     quoting off: GLUE's MRPC and STS-B have stray `"` inside texts and quote-aware
     parsing silently merges or drops rows. CSV keeps normal quoting (fields with commas
@@ -99,6 +103,9 @@ def read_table(
 
 def _parse_text(text: str, fmt: str, header: bool) -> pd.DataFrame:
     """Parse decoded text; `pd.errors.ParserError` / `ValueError` on malformed input."""
+    if fmt == "text":  # plain text: each paragraph (blank-line separated) is a row of column "text"
+        paragraphs = [" ".join(p.split()) for p in re.split(r"\n\s*\n", text)]
+        return pd.DataFrame({"text": [p for p in paragraphs if p]})
     if fmt in ("csv", "tsv"):
         return pd.read_csv(
             io.StringIO(text),

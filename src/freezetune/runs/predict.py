@@ -15,10 +15,12 @@ from typing import Any
 
 import torch
 
+from freezetune.core.config import CAUSAL_LM
 from freezetune.core.errors import FreezetuneError
 from freezetune.core.helpers import atomic_write, model_inputs, pick_device
 from freezetune.io.checkpoint import load_checkpoint, read_meta
 from freezetune.io.tables import read_table
+from freezetune.runs.generate import generate_file
 
 log = logging.getLogger("freezetune")
 
@@ -44,11 +46,14 @@ def predict_file(
     max_length: int | None = None,
     overwrite: bool = False,
     base_path: str | None = None,
+    prompt_column: str | None = None,
+    max_new_tokens: int = 32,
 ) -> Path:
     """Write predictions for every row of ``data_path`` to ``output_path`` (CSV); return its path.
 
     ``text_column`` / ``text_pair_column`` default to the columns the model was trained on
-    (``text`` when unknown). An existing output file is refused unless ``overwrite``.
+    (``text`` when unknown). An existing output file is refused unless ``overwrite``. A causal-LM
+    checkpoint generates instead (generate.py): ``prompt_column`` in, a ``generation`` column out.
     """
     output = Path(output_path)
     if output.is_dir():
@@ -57,7 +62,15 @@ def predict_file(
         raise FreezetuneError(f"{output} already exists; pass --overwrite to replace it or choose another --output")
     if batch_size < 1:
         raise FreezetuneError(f"--batch-size must be at least 1, got {batch_size}")
+    if max_new_tokens < 1:
+        raise FreezetuneError(f"--max-new-tokens must be at least 1, got {max_new_tokens}")
     _, meta = read_meta(checkpoint_folder)  # cheap checks before the model loads
+    if meta.get("task") == CAUSAL_LM:
+        read_table(data_path, encoding=encoding)  # a bad file fails before the model loads
+        model, tokenizer, meta = load_checkpoint(checkpoint_folder, base_path=base_path)
+        return generate_file(model, tokenizer, meta, data_path, prompt_column=prompt_column, output_path=output,
+                             encoding=encoding, batch_size=batch_size, max_length=max_length,
+                             max_new_tokens=max_new_tokens)
     config = meta.get("config") or {}
     text_column = text_column or config.get("text_column") or "text"
     if text_pair_column is None:

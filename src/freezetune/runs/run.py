@@ -18,19 +18,22 @@ from typing import Any
 import numpy as np
 import torch
 
-from freezetune.core.config import DataConfig, ModelConfig, TrainConfig
+from freezetune.core.causal_lm import load_causal_lm
+from freezetune.core.config import CAUSAL_LM, DataConfig, ModelConfig, TrainConfig
 from freezetune.core.errors import FreezetuneError
 from freezetune.core.layout import LayerMap
 from freezetune.core.model import load_classifier, load_tokenizer
 from freezetune.io import defaults
 from freezetune.io.checkpoint import base_fingerprint, save_checkpoint
 from freezetune.io.data import ClassificationData, load_classification_data
+from freezetune.io.lm_data import LanguageModelingData, load_lm_data
 from freezetune.io.rundir import RunDir
 from freezetune.measure.retention import measure, resolve_reference
 from freezetune.runs.timeline import Timeline
 from freezetune.scoring.resolve import Resolution, resolve_strategy
 from freezetune.scoring.sample import sample_batches
 from freezetune.strategies.registry import check_spec
+from freezetune.tasks.causal_lm import CausalLanguageModeling
 from freezetune.tasks.classification import SequenceClassification
 from freezetune.training.callbacks import Callback
 from freezetune.training.finetuner import Finetuner
@@ -57,6 +60,9 @@ class RunSpec:
         data = DataConfig(**asdict(self.data))
         model = ModelConfig(**asdict(self.model))
         if data.data is None:
+            if data.task == CAUSAL_LM:
+                raise FreezetuneError("--task causal-lm needs --data: a text file, or a table with a text column or "
+                                      "prompt and response columns")
             data.data = defaults.default_data_path()
             data.text_column = data.text_column or defaults.DEFAULT_TEXT_COLUMN
             data.label_column = data.label_column or defaults.DEFAULT_LABEL_COLUMN
@@ -86,6 +92,7 @@ class RunResult:
     test: dict[str, Any] | None
     data_summary: dict[str, Any]
     output: Path | None
+    headline: tuple[str, ...] = ("accuracy", "macro_f1", "mcc")  # the task's summary metrics, headline first
 
     def reported(self) -> tuple[str, dict[str, Any]]:
         """Which numbers to report: test when given, else (optimistic) validation."""
@@ -95,11 +102,10 @@ class RunResult:
         split, metrics = self.reported()
         return {
             "strategy": self.spec.strategy,
+            "task": self.spec.data.task,
             "reported_split": split,
             "reported_is_optimistic": split == "validation",
-            "accuracy": metrics["accuracy"],
-            "macro_f1": metrics["macro_f1"],
-            "mcc": metrics["mcc"],
+            **{k: metrics[k] for k in self.headline if k in metrics},
             "lr": self.fit.lr,
             **{k: v for k, v in self.fit.costs.items() if k not in ("epoch_times_s", "retention")},
             **_retention_fields(self.fit.costs.get("retention")),
@@ -151,8 +157,16 @@ class MetricsLogger(Callback):
                                          "embeddings": new.embeddings, "head": new.head})
 
 
-def load_data(spec: RunSpec, tokenizer) -> ClassificationData:
+def load_data(spec: RunSpec, tokenizer) -> ClassificationData | LanguageModelingData:
     d = spec.data
+    if d.task == CAUSAL_LM:
+        return load_lm_data(
+            d.data, tokenizer=tokenizer, text_column=d.text_column, prompt_column=d.prompt_column,
+            response_column=d.response_column, eval_path=d.eval_data, test_path=d.test_data,
+            max_length=d.max_length, encoding=d.encoding, validation_fraction=d.validation_fraction,
+            seed=spec.train.seed, max_train_rows=d.max_train_rows, max_eval_rows=d.max_eval_rows, header=d.header,
+            chat_template=d.chat_template, pack=d.pack,
+        )
     return load_classification_data(
         d.data,
         tokenizer=tokenizer,
@@ -242,7 +256,9 @@ def run_training(
     if data is None:
         data = load_data(spec, tokenizer)
     caches = caches or RunCaches()
-    task = SequenceClassification(data.label_names)
+    task = make_task(spec, data)
+    if spec.train.metric == "auto":  # written out, so config.yaml and every selector name the monitored metric
+        spec.train.metric = task.default_metric
     model = load_model(spec, task)
     spec.model.pooling = model.pooling
     fingerprint = base_fingerprint(model.backbone) if run_dir else None  # before training changes it
@@ -298,11 +314,11 @@ def run_training(
         "truncated": data.truncated,
         "dropped": data.dropped,
     }
-    result = RunResult(spec, fit, validation, test, summary, run_dir.path if run_dir else None)
+    result = RunResult(spec, fit, validation, test, summary, run_dir.path if run_dir else None, task.summary_metrics)
     if run_dir:
         saved = save_checkpoint(
             run_dir.file("checkpoint"), tuner.model, fit.plan, base_path=m.model, gguf_file=m.gguf_file,
-            base_fingerprint=fingerprint, label_names=data.label_names, config=spec.flat(),
+            base_fingerprint=fingerprint, label_names=data.label_names, config=spec.flat(), task=task.name,
             trained_names=fit.trained_names,  # a schedule's checkpoint holds every tensor that ever trained
         )
         fit.costs["checkpoint_bytes"] = saved["checkpoint_bytes"]
@@ -312,10 +328,18 @@ def run_training(
     return result
 
 
-def load_model(spec: RunSpec, task: SequenceClassification):
+def make_task(spec: RunSpec, data: ClassificationData | LanguageModelingData):
+    if spec.data.task == CAUSAL_LM:
+        return CausalLanguageModeling.for_data(prompt_response=len(data.columns) == 2)
+    return SequenceClassification(data.label_names)
+
+
+def load_model(spec: RunSpec, task):
     """The run's model: its head's initialisation depends on the seed alone."""
     seed_everything(spec.train.seed)
     m = spec.model
+    if isinstance(task, CausalLanguageModeling):
+        return load_causal_lm(m.model, gguf_file=m.gguf_file)
     return load_classifier(m.model, len(task.label_names), pooling=m.pooling, gguf_file=m.gguf_file)
 
 

@@ -28,14 +28,22 @@ from freezetune.core.layout import LayerMap
 from freezetune.core.model import load_tokenizer
 from freezetune.core.plan import Plan
 from freezetune.io.rundir import RunDir
-from freezetune.runs.run import Retention, RunCaches, RunSpec, load_data, load_model, resolve_for_run, run_training
+from freezetune.runs.run import (
+    Retention,
+    RunCaches,
+    RunSpec,
+    load_data,
+    load_model,
+    make_task,
+    resolve_for_run,
+    run_training,
+)
 from freezetune.runs.tables import results_table
 from freezetune.scoring.resolve import Resolution, resolve_strategy
 from freezetune.scoring.select import compact
 from freezetune.strategies.lr_policy import default_lr
 from freezetune.strategies.registry import check_spec, needs_context
 from freezetune.strategies.schedules import Schedule, rate_plan
-from freezetune.tasks.classification import SequenceClassification
 
 log = logging.getLogger("freezetune")
 
@@ -110,7 +118,9 @@ def run_sweep(sweep: Sweep) -> list[dict[str, Any]]:
     base.train.validate()
     tokenizer = load_tokenizer(base.model.model, gguf_file=base.model.gguf_file)
     data = load_data(replace(base, train=replace(base.train, seed=sweep.data_seed)), tokenizer)
-    task = SequenceClassification(data.label_names)
+    task = make_task(base, data)
+    if base.train.metric == "auto":
+        base = replace(base, train=replace(base.train, metric=task.default_metric))
     caches = RunCaches()  # every run of this sweep reuses the same prefix caches and retention scores
 
     probe = load_model(base, task)
@@ -149,7 +159,7 @@ def run_sweep(sweep: Sweep) -> list[dict[str, Any]]:
                 else:
                     log.info("[%d/%d] %s lr=%s seed=%d: already done", done, total, strategy, lr, seed)
                 by_step.setdefault(step, []).append(summary)
-        row = _aggregate(strategy, by_step)
+        row = _aggregate(strategy, by_step, task)
         if needs_context(strategy):  # say what the measuring strategy chose, seed by seed, and why
             row["chosen"] = " / ".join(_blocks(plans[(strategy, seed)].strategy) for seed in sweep.seeds)
             row["selections"] = {seed: "\n".join(s["explanation"] for s in plans[(strategy, seed)].selections)
@@ -167,7 +177,8 @@ def _blocks(plan: Plan | Schedule) -> str:
 
 
 def _summary(result) -> dict[str, Any]:
-    return {**result.summary(), "validation_accuracy": result.validation["accuracy"]}
+    metric = result.spec.train.metric
+    return {**result.summary(), "monitored": metric, "validation_score": result.validation[metric]}
 
 
 def _finished(folder: Path) -> dict[str, Any] | None:
@@ -178,29 +189,33 @@ def _finished(folder: Path) -> dict[str, Any] | None:
         saved = json.loads(metrics.read_text())
     except json.JSONDecodeError:
         return None  # a run cut off while writing: train it again
-    return {**saved["summary"], "validation_accuracy": saved["validation"]["accuracy"]}
+    metric = saved["summary"].get("monitored", "accuracy")  # runs saved before the key existed monitored accuracy
+    return {**saved["summary"], "monitored": metric, "validation_score": saved["validation"][metric]}
 
 
-def _aggregate(strategy: str, by_step: dict[int, list[dict[str, Any]]]) -> dict[str, Any]:
-    """Pick the grid step by mean validation accuracy; report its numbers over seeds.
+def _aggregate(strategy: str, by_step: dict[int, list[dict[str, Any]]], task) -> dict[str, Any]:
+    """Pick the grid step by the mean validation score of the monitored metric; report its numbers over seeds.
 
     Steps, not rates, are compared: an `auto` plan may choose another plan (so another default
     rate) for each seed, and its seeds' runs at "default x 3" belong together.
     """
-    best = max(by_step, key=lambda step: statistics.fmean(r["validation_accuracy"] for r in by_step[step]))
+    sign = 1 if task.directions.get(next(iter(by_step.values()))[0]["monitored"], "max") == "max" else -1
+    best = max(by_step, key=lambda step: sign * statistics.fmean(r["validation_score"] for r in by_step[step]))
     runs = by_step[best]
     row: dict[str, Any] = {"strategy": strategy, "lr": statistics.median(r["lr"] for r in runs), "seeds": len(runs),
                            "lrs_tried": sorted({r["lr"] for step in by_step.values() for r in step}),
-                           "reported_split": runs[0]["reported_split"]}
-    for key in ("accuracy", "macro_f1", "mcc", "validation_accuracy"):
-        row[key], row[f"{key}_std"] = _stats([r[key] for r in runs])
+                           "reported_split": runs[0]["reported_split"], "headline": task.summary_metrics[0]}
+    for key in (*task.summary_metrics, "validation_score"):
+        if all(key in r for r in runs):
+            row[key], row[f"{key}_std"] = _stats([r[key] for r in runs])
     for key in ("train_time_s", "time_per_epoch_s", "steady_step_s", "peak_memory_bytes"):
         row[key] = statistics.fmean(r[key] for r in runs if r.get(key) is not None)
     for key in ("trainable_params", "trainable_pct", "checkpoint_bytes", "retention_after", "retention_change"):
         values = [r[key] for r in runs if r.get(key) is not None]
         if values:
             row[key], row[f"{key}_std"] = _stats(values)
-    row["accuracy_pm"] = f"{row['accuracy']:.3f} ± {row['accuracy_std']:.3f}"
+    headline = row["headline"]
+    row["headline_pm"] = f"{row[headline]:.3f} ± {row[f'{headline}_std']:.3f}"
     row["peak_mib"] = row["peak_memory_bytes"] / 2**20
     return row
 
@@ -209,7 +224,7 @@ def _write_results(out: Path, rows: list[dict[str, Any]], sweep: Sweep) -> None:
     run_dir = RunDir(out)
     table = results_table(rows)
     if rows and rows[0]["reported_split"] == "validation":
-        table += "\nnote: no --test-data, so accuracies are validation numbers (also used to pick rates): optimistic"
+        table += "\nnote: no --test-data, so these are validation numbers (also used to pick rates): optimistic"
     for row in rows:
         for seed, why in row.get("selections", {}).items():
             table += f"\n\n{row['strategy']}, seed {seed}:\n{why}"

@@ -6,11 +6,10 @@ from typing import Any
 
 from freezetune.measure.metrics import format_table
 
+# How each task metric is headed in a table; the first of a run's metrics is named after its split.
+METRIC_HEADERS = {"accuracy": "acc", "macro_f1": "macro-F1", "mcc": "MCC", "exact_match": "exact match",
+                  "perplexity": "perplexity", "loss": "loss", "token_accuracy": "token acc"}
 RUN_COLUMNS = [
-    ("strategy", "strategy", ""),
-    ("accuracy", "{split} acc", ".3f"),
-    ("macro_f1", "macro-F1", ".3f"),
-    ("mcc", "MCC", ".3f"),
     ("trainable_params", "trainable", ","),
     ("trainable_pct", "%", ".2f"),
     ("time_per_epoch_s", "s/epoch", ".1f"),
@@ -22,14 +21,19 @@ RUN_COLUMNS = [
 def run_table(row: dict[str, Any]) -> str:
     """One run's summary (``RunResult.summary()``) as a one-row table."""
     row = {**row, "peak_mib": row["peak_memory_bytes"] / 2**20}
-    columns = [(k, h.format(split=row["reported_split"]), f) for k, h, f in RUN_COLUMNS]
-    return format_table([row], columns)
+    metrics = [k for k in METRIC_HEADERS if k in row]
+    if "accuracy" in metrics:  # classification: its three metrics, in their usual order
+        metrics = ["accuracy", "macro_f1", "mcc"]
+    heads = [(k, METRIC_HEADERS[k], ".3f") for k in metrics]
+    heads[0] = (heads[0][0], f"{row['reported_split']} {heads[0][1]}", ".3f")
+    return format_table([row], [("strategy", "strategy", ""), *heads, *RUN_COLUMNS])
 
 
 COLUMNS = [
     ("strategy", "strategy", ""),
-    ("accuracy_pm", "accuracy (mean ± std)", ""),
+    ("headline_pm", "{headline} (mean ± std)", ""),
     ("macro_f1", "macro-F1", ".3f"),
+    ("perplexity", "perplexity", ".2f"),
     ("lr", "lr", ".0e"),
     ("retention_after", "retention", ".3f"),
     ("trainable_params", "trainable", ",.0f"),
@@ -45,8 +49,10 @@ def results_table(rows: list[dict[str, Any]]) -> str:
     split = rows[0]["reported_split"] if rows else "test"
     rows = [{**r, "checkpoint_mib": r["checkpoint_bytes"] / 2**20} if r.get("checkpoint_bytes") is not None else r
             for r in rows]
-    columns = [(k, h.replace("accuracy", f"{split} accuracy", 1) if k == "accuracy_pm" else h, f)
-               for k, h, f in COLUMNS]
+    headline = rows[0].get("headline", "accuracy").replace("_", " ") if rows else "accuracy"
+    columns = [(k, h.format(headline=f"{split} {headline}"), f) for k, h, f in COLUMNS]
+    # A task's second metric (classification: macro-F1, causal LM: perplexity) only where it was measured.
+    columns = [c for c in columns if c[0] not in METRIC_HEADERS or any(c[0] in r for r in rows)]
     if any("chosen" in r for r in rows):  # what a measuring strategy chose, per seed
         columns.insert(1, ("chosen", "chosen plan per seed", ""))
     return format_table(rows, columns)

@@ -39,6 +39,15 @@ class CausalLanguageModeling:
     name: str = CAUSAL_LM
     directions: dict[str, str] = field(default_factory=lambda: dict(LM_DIRECTIONS))
     default_metric: str = "loss"
+    # What a run's summary and a compare table show, the headline first: exact match when the
+    # data are prompt/response pairs (short answers), perplexity for plain text.
+    summary_metrics: tuple[str, ...] = ("perplexity", "loss", "token_accuracy")
+
+    @classmethod
+    def for_data(cls, prompt_response: bool) -> CausalLanguageModeling:
+        if prompt_response:
+            return cls(summary_metrics=("exact_match", "perplexity", "loss", "token_accuracy"))
+        return cls()
 
     def build_model(self, backbone: nn.Module, *, pooling: str = "none") -> nn.Module:
         """``backbone`` is the whole ``...ForCausalLM``: its own ``lm_head`` is the head."""

@@ -21,6 +21,8 @@ class SequenceClassification:
     label_names: list[str] | None = None
     name: str = CLASSIFICATION
     directions: dict[str, str] = field(default_factory=lambda: dict(METRIC_DIRECTIONS))
+    default_metric: str = "accuracy"
+    summary_metrics: tuple[str, ...] = ("accuracy", "macro_f1", "mcc")  # the headline first
 
     def build_model(self, backbone: nn.Module, *, pooling: str) -> nn.Module:
         if not self.label_names:

@@ -17,7 +17,8 @@ from torch import nn
 @runtime_checkable
 class Task(Protocol):
     name: str
-    # metric -> "max" (bigger is better) or "min"; best-model selection and early stopping read it
+    # metric -> "max" (bigger is better) or "min"; best-model selection and early stopping read it.
+    # An optional ``default_metric`` names what --metric auto monitors (else "loss").
     directions: dict[str, str]
 
     def build_model(self, backbone: nn.Module, *, pooling: str) -> nn.Module:

@@ -67,6 +67,8 @@ class Finetuner:
         self.model = model
         self.layers = LayerMap.from_model(model)
         self.task = task or SequenceClassification(label_names)
+        if self.config.metric == "auto":  # the task knows what "better" means for it
+            self.config = replace(self.config, metric=getattr(self.task, "default_metric", "loss"))
         strategy = freeze_pattern if freeze_pattern is not None else strategy
         if isinstance(strategy, Schedule):
             self.schedule: Schedule = strategy
