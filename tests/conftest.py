@@ -126,3 +126,78 @@ def toy_dataset(n=40, vocab=100, num_labels=3, seed=0, pairs=False):
         if pairs:
             rows["token_type_ids"].append([0] * (length // 2) + [1] * (length - length // 2))
     return datasets.Dataset.from_dict(rows)
+
+
+# ---------------------------------------------------------------------- tiny decoders with a tokenizer
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }} {{ m['content'] }}<|im_end|> {% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant {% endif %}"
+)
+WORDS = ("review the film was great awful fun dull and . sentiment ? positive negative is this a movie "
+         "plot story good bad very quite").split()
+
+
+def tiny_tokenizer(chat: bool = True):
+    """A word-level tokenizer over WORDS with <s>, <|im_end|> (EOS) and chat markers: built, never downloaded."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<unk>", "<pad>", "<s>", "<|im_end|>", "<|im_start|>", "user", "assistant"]
+    vocab = {w: i for i, w in enumerate([*specials, *WORDS])}
+    core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, unk_token="<unk>", pad_token="<pad>",
+                                        bos_token="<s>", eos_token="<|im_end|>")
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<|im_start|>"]})
+    if chat:
+        tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
+
+
+def tiny_decoder(arch: str = "llama", vocab_size: int = 40, tie: bool = True):
+    """A tiny GPT-2, Llama or Qwen2 causal LM built from config (4 blocks; GPT-2 3)."""
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(0)
+    if arch == "gpt2":
+        return GPT2LMHeadModel(GPT2Config(n_embd=16, n_layer=3, n_head=2, vocab_size=vocab_size, n_positions=128,
+                                          bos_token_id=2, eos_token_id=3))
+    kwargs = dict(hidden_size=16, num_hidden_layers=4, num_attention_heads=2, num_key_value_heads=1,
+                  intermediate_size=32, vocab_size=vocab_size, tie_word_embeddings=tie, max_position_embeddings=128,
+                  bos_token_id=2, eos_token_id=3, pad_token_id=1)
+    if arch == "qwen2":
+        return Qwen2ForCausalLM(Qwen2Config(**kwargs))
+    return LlamaForCausalLM(LlamaConfig(**kwargs))
+
+
+def save_tiny_decoder(folder, arch: str = "llama", chat: bool = True, tie: bool = True) -> str:
+    tokenizer = tiny_tokenizer(chat)
+    tiny_decoder(arch, vocab_size=len(tokenizer), tie=tie).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture(scope="session")
+def tiny_decoder_dir(tmp_path_factory):
+    """A tiny Llama with a chat-template tokenizer, saved as a real model folder."""
+    return save_tiny_decoder(tmp_path_factory.mktemp("tiny-llama"))
+
+
+def sentiment_chat_rows(n: int = 48) -> list[dict[str, str]]:
+    """Prompt/response rows a tiny decoder learns in seconds: the answer follows the adjective."""
+    rows = []
+    for i in range(n):
+        good = i % 2 == 0
+        adjective = ["great", "fun", "good"][i % 3] if good else ["awful", "dull", "bad"][i % 3]
+        rows.append({"prompt": f"review the film was very {adjective} . sentiment ?",
+                     "response": "positive" if good else "negative"})
+    return rows
+
+
+@pytest.fixture
+def chat_jsonl(tmp_path):
+    import json
+
+    path = tmp_path / "chat.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in sentiment_chat_rows()))
+    return path
