@@ -2,25 +2,29 @@
 
 from __future__ import annotations
 
+from freezetune.core.causal_lm import CausalLM, load_causal_lm
 from freezetune.core.errors import FreezetuneError
 from freezetune.core.layout import LayerMap
-from freezetune.core.model import is_decoder, load_classifier
+from freezetune.core.model import default_pooling, is_decoder, load_classifier
 from freezetune.io import defaults
 from freezetune.strategies.registry import needs_context, resolve
 
 
-def load_for_inspection(model_path: str, *, gguf_file: str | None = None, pooling: str = "auto"):
-    """Encoders get freezetune's classifier head (2 labels); decoders keep their LM head."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
+def _config(model_path: str, gguf_file: str | None):
+    from transformers import AutoConfig
 
     kwargs = {"gguf_file": gguf_file} if gguf_file else {}
     try:
-        config = AutoConfig.from_pretrained(model_path, **kwargs)
+        return AutoConfig.from_pretrained(model_path, **kwargs)
     except (OSError, ValueError) as error:
         raise FreezetuneError(f"cannot load model {model_path}: {str(error).strip().splitlines()[0]}") from None
-    if is_decoder(config):
-        return AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32, **kwargs)
+
+
+def load_for_inspection(model_path: str, *, gguf_file: str | None = None, pooling: str = "auto"):
+    """Encoders get freezetune's classifier head (2 labels); decoders keep their LM head, wrapped
+    as the causal-LM task trains them (unit names start with ``backbone.``)."""
+    if is_decoder(_config(model_path, gguf_file)):
+        return load_causal_lm(model_path, gguf_file=gguf_file)
     return load_classifier(model_path, 2, pooling=pooling, gguf_file=gguf_file)
 
 
@@ -35,9 +39,14 @@ def inspect_model(
     model_path = model_path or defaults.default_model_path()
     model = load_for_inspection(model_path, gguf_file=gguf_file, pooling=pooling)
     layers = LayerMap.from_model(model)
-    lines = [f"model: {model_path}", f"class: {type(model).__name__}"]
-    if hasattr(model, "pooling"):
-        lines.append(f"pooling: {model.pooling} (head shown for 2 labels)")
+    lines = [f"model: {model_path}"]
+    if isinstance(model, CausalLM):
+        # The LM head is shown; a classifier on this decoder would pool as said here.
+        classifier_pooling = pooling if pooling != "auto" else default_pooling(model_path, model.config)
+        lines += [f"class: {type(model.backbone).__name__} (LM head shown)",
+                  f"pooling: {classifier_pooling} (for a classifier head on it)"]
+    else:
+        lines += [f"class: {type(model).__name__}", f"pooling: {model.pooling} (head shown for 2 labels)"]
     lines.append(f"blocks: {layers.num_blocks} (numbered 0..{layers.num_blocks - 1} from the input)")
     lines += ["", layers.describe()]
     if strategy:

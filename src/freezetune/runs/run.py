@@ -9,32 +9,25 @@ from __future__ import annotations
 
 import copy
 import logging
-import random
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-
-from freezetune.core.causal_lm import load_causal_lm
 from freezetune.core.config import CAUSAL_LM, DataConfig, ModelConfig, TrainConfig
 from freezetune.core.errors import FreezetuneError
 from freezetune.core.layout import LayerMap
-from freezetune.core.model import load_classifier, load_tokenizer
+from freezetune.core.model import load_tokenizer
 from freezetune.io import defaults
 from freezetune.io.checkpoint import base_fingerprint, save_checkpoint
-from freezetune.io.data import ClassificationData, load_classification_data
-from freezetune.io.lm_data import LanguageModelingData, load_lm_data
+from freezetune.io.data import ClassificationData
 from freezetune.io.rundir import RunDir
 from freezetune.measure.retention import measure, resolve_reference
+from freezetune.runs.loading import check_metric, load_data, load_model, make_task, seed_everything
 from freezetune.runs.timeline import Timeline
 from freezetune.scoring.resolve import Resolution, resolve_strategy
 from freezetune.scoring.sample import sample_batches
 from freezetune.strategies.registry import check_spec
-from freezetune.tasks.causal_lm import CausalLanguageModeling
-from freezetune.tasks.classification import SequenceClassification
 from freezetune.training.callbacks import Callback
 from freezetune.training.finetuner import Finetuner
 from freezetune.training.prefix_cache import CacheStore
@@ -119,12 +112,6 @@ def _retention_fields(retention: dict[str, Any] | None) -> dict[str, Any]:
             "retention_after": retention["after"], "retention_change": retention["change"]}
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
 @dataclass
 class RunCaches:
     """What the runs of one sweep reuse: frozen-prefix caches and the base model's retention score.
@@ -155,34 +142,6 @@ class MetricsLogger(Callback):
             self.run_dir.append_metrics({"kind": "plan_change", "step": step, "from": old.spec, "to": new.spec,
                                          "blocks": list(new.trainable_blocks(tuner.layers.num_blocks)),
                                          "embeddings": new.embeddings, "head": new.head})
-
-
-def load_data(spec: RunSpec, tokenizer) -> ClassificationData | LanguageModelingData:
-    d = spec.data
-    if d.task == CAUSAL_LM:
-        return load_lm_data(
-            d.data, tokenizer=tokenizer, text_column=d.text_column, prompt_column=d.prompt_column,
-            response_column=d.response_column, eval_path=d.eval_data, test_path=d.test_data,
-            max_length=d.max_length, encoding=d.encoding, validation_fraction=d.validation_fraction,
-            seed=spec.train.seed, max_train_rows=d.max_train_rows, max_eval_rows=d.max_eval_rows, header=d.header,
-            chat_template=d.chat_template, pack=d.pack,
-        )
-    return load_classification_data(
-        d.data,
-        tokenizer=tokenizer,
-        text_column=d.text_column,
-        label_column=d.label_column,
-        text_pair_column=d.text_pair_column,
-        eval_path=d.eval_data,
-        test_path=d.test_data,
-        max_length=d.max_length,
-        encoding=d.encoding,
-        validation_fraction=d.validation_fraction,
-        seed=spec.train.seed,
-        max_train_rows=d.max_train_rows,
-        max_eval_rows=d.max_eval_rows,
-        header=d.header,
-    )
 
 
 # Settings that may differ between an interrupted run and its resumption.
@@ -244,6 +203,7 @@ def run_training(
     spec = spec.resolved()
     spec.train.validate()
     check_spec(spec.strategy)
+    check_metric(spec)
     saved_state = None
     if resume:
         run_dir, saved_state = _resumable(spec)
@@ -326,21 +286,6 @@ def run_training(
         _write_run(run_dir, result, tuner.layers)
         shutil.rmtree(run_dir.file("resume"), ignore_errors=True)  # finished: the state is dead weight
     return result
-
-
-def make_task(spec: RunSpec, data: ClassificationData | LanguageModelingData):
-    if spec.data.task == CAUSAL_LM:
-        return CausalLanguageModeling.for_data(prompt_response=len(data.columns) == 2)
-    return SequenceClassification(data.label_names)
-
-
-def load_model(spec: RunSpec, task):
-    """The run's model: its head's initialisation depends on the seed alone."""
-    seed_everything(spec.train.seed)
-    m = spec.model
-    if isinstance(task, CausalLanguageModeling):
-        return load_causal_lm(m.model, gguf_file=m.gguf_file)
-    return load_classifier(m.model, len(task.label_names), pooling=m.pooling, gguf_file=m.gguf_file)
 
 
 def _resume_key(spec: RunSpec) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from freezetune.runs.run import (
     Retention,
     RunCaches,
     RunSpec,
+    check_metric,
     load_data,
     load_model,
     make_task,
@@ -108,6 +109,7 @@ def run_sweep(sweep: Sweep) -> list[dict[str, Any]]:
     """
     for strategy in sweep.strategies:
         check_spec(strategy)
+    check_metric(sweep.base)
     if len(set(sweep.strategies)) != len(sweep.strategies):
         raise FreezetuneError("the same --strategy is listed twice")
     parse_grid(sweep.lr_grid)

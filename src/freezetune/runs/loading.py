@@ -1,0 +1,83 @@
+"""What a run loads for its task: the data, the task object, the model, and the metric it monitors.
+
+Classification and causal language modelling differ here and hardly anywhere else: the rest
+of a run (run.py) and a sweep (sweep.py) work through the task object these functions return.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from freezetune.core.causal_lm import load_causal_lm
+from freezetune.core.config import CAUSAL_LM
+from freezetune.core.errors import FreezetuneError
+from freezetune.core.model import load_classifier
+from freezetune.io.data import ClassificationData, load_classification_data
+from freezetune.io.lm_data import LanguageModelingData, load_lm_data
+from freezetune.measure.metrics import METRIC_DIRECTIONS
+from freezetune.tasks.causal_lm import LM_DIRECTIONS, CausalLanguageModeling
+from freezetune.tasks.classification import SequenceClassification
+
+if TYPE_CHECKING:  # typing only: run.py imports this module
+    from freezetune.runs.run import RunSpec
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def load_data(spec: RunSpec, tokenizer) -> ClassificationData | LanguageModelingData:
+    d = spec.data
+    if d.task == CAUSAL_LM:
+        return load_lm_data(
+            d.data, tokenizer=tokenizer, text_column=d.text_column, prompt_column=d.prompt_column,
+            response_column=d.response_column, eval_path=d.eval_data, test_path=d.test_data,
+            max_length=d.max_length, encoding=d.encoding, validation_fraction=d.validation_fraction,
+            seed=spec.train.seed, max_train_rows=d.max_train_rows, max_eval_rows=d.max_eval_rows, header=d.header,
+            chat_template=d.chat_template, pack=d.pack,
+        )
+    return load_classification_data(
+        d.data,
+        tokenizer=tokenizer,
+        text_column=d.text_column,
+        label_column=d.label_column,
+        text_pair_column=d.text_pair_column,
+        eval_path=d.eval_data,
+        test_path=d.test_data,
+        max_length=d.max_length,
+        encoding=d.encoding,
+        validation_fraction=d.validation_fraction,
+        seed=spec.train.seed,
+        max_train_rows=d.max_train_rows,
+        max_eval_rows=d.max_eval_rows,
+        header=d.header,
+    )
+
+
+def check_metric(spec: RunSpec) -> None:
+    """The monitored metric must be one the task computes (checked before anything loads)."""
+    directions = LM_DIRECTIONS if spec.data.task == CAUSAL_LM else METRIC_DIRECTIONS
+    if spec.train.metric != "auto" and spec.train.metric not in directions:
+        raise FreezetuneError(f"--metric {spec.train.metric} does not apply to {spec.data.task}: choose one of "
+                              f"auto, {', '.join(directions)}")
+
+
+def make_task(spec: RunSpec, data: ClassificationData | LanguageModelingData):
+    if spec.data.task == CAUSAL_LM:
+        return CausalLanguageModeling.for_data(prompt_response=len(data.columns) == 2)
+    return SequenceClassification(data.label_names)
+
+
+def load_model(spec: RunSpec, task):
+    """The run's model: its head's initialisation depends on the seed alone."""
+    seed_everything(spec.train.seed)
+    m = spec.model
+    if isinstance(task, CausalLanguageModeling):
+        return load_causal_lm(m.model, gguf_file=m.gguf_file)
+    return load_classifier(m.model, len(task.label_names), pooling=m.pooling, gguf_file=m.gguf_file)
