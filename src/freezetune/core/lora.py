@@ -149,42 +149,58 @@ def lora_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     return {n: p.detach() for n, p in model.named_parameters() if "lora_" in n}
 
 
-def save_peft_adapter(
-    model: nn.Module, spec: LoraSpec, folder: str | Path, base_model_name_or_path: str | None = None
-) -> Path:
-    """Write adapter_model.safetensors + adapter_config.json for ``PeftModel.from_pretrained``.
+def peft_lora_config(model: nn.Module, spec: LoraSpec, *, rename=None, **fields):
+    """The ``LoraConfig`` that re-creates this model's adapters on another copy of its modules.
 
-    The adapter is saved relative to the backbone (``model.backbone`` for a SequenceClassifier,
-    else the model itself), which is what a PEFT user loads it onto; the classifier head is not
-    part of it.
+    ``rename`` maps each adapted module's name in ``model`` to its name in the model PEFT will
+    wrap (an export's own class names the same modules differently: ``backbone.encoder...`` here,
+    ``bert.encoder...`` in ``BertForSequenceClassification``). Target names stay exact full names,
+    so PEFT adapts the same linears and nothing else. ``fields`` go to ``LoraConfig`` as they are
+    (``task_type``, ``modules_to_save``, ``base_model_name_or_path``...).
     """
     from peft import LoraConfig
-    from safetensors.torch import save_file
 
-    backbone = getattr(model, "backbone", model)
-    prefix = next(name for name, module in model.named_modules() if module is backbone)
-    prefix = prefix + "." if prefix else ""
     if getattr(model, _SPEC_ATTR, None) is None:
         raise FreezetuneError("the model has no LoRA adapters added by freezetune to save")
     names = _resolve_targets(spec, LayerMap.from_model(model))
     if getattr(model, _SPEC_ATTR) != _key(spec, names):
         raise FreezetuneError(f"{spec} is not the LoRA spec this model was adapted with")
+    rename = rename or (lambda name: name)
+    return LoraConfig(
+        r=spec.r,
+        lora_alpha=spec.alpha,
+        lora_dropout=spec.dropout,
+        target_modules=[rename(n) for n in names],
+        fan_in_fan_out=model.peft_config[ADAPTER].fan_in_fan_out,
+        bias="none",
+        **fields,
+    )
+
+
+def save_peft_adapter(
+    model: nn.Module, spec: LoraSpec, folder: str | Path, base_model_name_or_path: str | None = None
+) -> Path:
+    """Write the LoRA tensors alone, relative to the backbone, for ``PeftModel.from_pretrained(backbone, folder)``.
+
+    This is the bare adapter of a bare backbone (``AutoModel``): no task type, no head. A
+    user-facing export that reproduces the whole model (head and any fully trained modules in
+    ``modules_to_save``, the task type, names under the task class) is ``io.export.export_peft``.
+    """
+    from safetensors.torch import save_file
+
+    backbone = getattr(model, "backbone", model)
+    prefix = next(name for name, module in model.named_modules() if module is backbone)
+    prefix = prefix + "." if prefix else ""
+    config = peft_lora_config(
+        model, spec, rename=lambda name: name[len(prefix):],  # exact names inside the backbone
+        base_model_name_or_path=base_model_name_or_path, inference_mode=True,
+    )
     tensors = {}
     for name, tensor in lora_state_dict(model).items():
         if not name.startswith(prefix):
             raise FreezetuneError(f"adapter {name} lies outside the backbone; cannot save it for PEFT")
         key = "base_model.model." + name[len(prefix) :].replace(f".{ADAPTER}.", ".")
         tensors[key] = tensor.contiguous().cpu()
-    config = LoraConfig(
-        r=spec.r,
-        lora_alpha=spec.alpha,
-        lora_dropout=spec.dropout,
-        target_modules=[n[len(prefix) :] for n in names],  # exact names inside the backbone
-        fan_in_fan_out=model.peft_config[ADAPTER].fan_in_fan_out,
-        bias="none",
-        base_model_name_or_path=base_model_name_or_path,
-        inference_mode=True,
-    )
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(folder / "adapter_model.safetensors"), metadata={"format": "pt"})

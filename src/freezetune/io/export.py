@@ -1,8 +1,12 @@
-"""Exports of a compact checkpoint, for use without freezetune.
+"""Exports of a compact checkpoint, for use without freezetune: judged by the standard loaders.
 
-``export_hf`` writes a plain Hugging Face folder (BERT with CLS pooling as the native
-``BertForSequenceClassification``; anything else with a small ``modeling_freezetune.py`` loaded
-through ``trust_remote_code=True``); ``export_peft`` writes a PEFT LoRA adapter.
+``export_hf`` writes a plain Hugging Face folder with any LoRA merged. A classifier is the
+native ``BertForSequenceClassification`` when that class computes exactly what it does (BERT,
+CLS pooling through the pooler); anything else gets a small ``modeling_freezetune.py`` loaded
+with ``trust_remote_code=True``. A causal LM is its own ``...ForCausalLM`` (tied embeddings stay
+tied). ``export_peft`` writes a PEFT LoRA adapter that ``PeftModel.from_pretrained`` /
+``AutoPeftModelFor...`` load onto the base (export_peft.py says how it is built). Every folder
+holds a model card (README.md, model_card.py) and ``freezetune.json``, and is written atomically.
 """
 
 from __future__ import annotations
@@ -14,19 +18,27 @@ import os
 import sys
 from pathlib import Path
 
+import torch
 from torch import nn
 
+from freezetune.core.config import CAUSAL_LM, CLASSIFICATION
 from freezetune.core.errors import FreezetuneError
-from freezetune.core.lora import merge_lora, save_peft_adapter
+from freezetune.core.layout import LayerMap
+from freezetune.core.lora import merge_lora
+from freezetune.core.model import load_classifier
 from freezetune.core.plan import Plan
-from freezetune.io.checkpoint import load_checkpoint, read_meta, resolve_checkpoint
+from freezetune.io.checkpoint import load_checkpoint, read_meta
+from freezetune.io.export_peft import build_peft_model, check_same_outputs
+from freezetune.io.model_card import load_code, model_card, run_metrics, trained_summary
 from freezetune.io.staging import Staging, check_new_folder
 
 MODELING_FILE = "modeling_freezetune.py"
+INFO_FILE = "freezetune.json"
+BASE_DIR = "base"  # a PEFT export's own base model, when no stock class pools like ours
 _NATIVE_CLS = {"bert": "BertForSequenceClassification"}  # model_type -> class equal to cls pooling
 
 
-# ---------------------------------------------------------------------- export: Hugging Face
+# ---------------------------------------------------------------------- the classifier's classes
 MODELING_SOURCE = '''"""Written by freezetune export: backbone -> pooling (cls | mean | last) -> dropout -> linear.
 
 Load with AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True).
@@ -131,9 +143,11 @@ def _native_model(model: nn.Module, meta: dict) -> nn.Module:
     return native
 
 
-def _custom_model(model: nn.Module, meta: dict, staging: Path) -> nn.Module:
-    (staging / MODELING_FILE).write_text(MODELING_SOURCE, encoding="utf-8")
-    module = _import_modeling(staging / MODELING_FILE)
+def _custom_model(model: nn.Module, meta: dict, folder: Path) -> nn.Module:
+    """Our classifier as ``FreezetuneForSequenceClassification``; its code is written to ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / MODELING_FILE).write_text(MODELING_SOURCE, encoding="utf-8")
+    module = _import_modeling(folder / MODELING_FILE)
     id2label, label2id = _labels(meta)
     config = module.FreezetuneConfig(
         inner_config=copy.deepcopy(model.backbone.config),
@@ -152,53 +166,121 @@ def _custom_model(model: nn.Module, meta: dict, staging: Path) -> nn.Module:
     return exported
 
 
+# ---------------------------------------------------------------------- shared
+def _loaded(checkpoint_folder, to_folder, base_path: str | None):
+    """(checkpoint folder, target, model, tokenizer, meta, trained-units text), the target checked first."""
+    folder, _ = read_meta(checkpoint_folder)
+    to = Path(to_folder)
+    check_new_folder(to, "--to")
+    model, tokenizer, meta = load_checkpoint(folder, base_path=base_path)
+    layers = LayerMap.from_model(model)
+    lora_targets = sorted(n for n, m in model.named_modules() if hasattr(m, "lora_A"))
+    trained = trained_summary(meta, layers.unit_for, lora_targets)
+    return folder, to, model, tokenizer, meta, trained
+
+
+def _base_name(meta: dict, base_path: str | None) -> str:
+    """Where users load the base from: the --model given now, else the path recorded at training."""
+    if base_path is None:
+        return meta["base_model"]
+    local = Path(base_path).expanduser()
+    return str(local.resolve()) if local.exists() else base_path
+
+
+def _finish(staging: Path, to: Path, folder: Path, meta: dict, info: dict, trained: str) -> None:
+    """freezetune.json (with the loading line) and the model card, beside what was exported."""
+    info = {
+        **info,
+        "exported_from": str(folder.resolve()),
+        "base_model": meta["base_model"],
+        "base_fingerprint": meta["base_fingerprint"],
+        "gguf_file": meta.get("gguf_file"),
+        "plan": meta["plan"].get("spec"),
+        "pooling": meta["pooling"],
+        "label_names": meta["label_names"],
+    }
+    info["load"] = load_code(info, str(to))[1]
+    (staging / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    card = model_card(info, meta, folder=str(to), trained=trained, metrics=run_metrics(folder))
+    (staging / "README.md").write_text(card, encoding="utf-8")  # replaces PEFT's placeholder card
+
+
+# ---------------------------------------------------------------------- export: Hugging Face
 def export_hf(
     checkpoint_folder: str | os.PathLike[str], to_folder: str | os.PathLike[str], *, base_path: str | None = None
 ) -> Path:
-    """Write a Hugging Face model folder (config.json, model.safetensors, tokenizer) to ``to_folder``.
+    """Write a Hugging Face model folder (config.json, model.safetensors, tokenizer, README.md) to ``to_folder``.
 
-    LoRA is merged into the weights. The folder loads with
+    LoRA is merged into the weights. A classifier loads with
     ``AutoModelForSequenceClassification.from_pretrained`` (with ``trust_remote_code=True``
-    unless the export is native: see ``freezetune.json`` -> ``trust_remote_code``).
+    unless the export is native: see ``freezetune.json`` -> ``trust_remote_code``); a causal LM
+    with ``AutoModelForCausalLM.from_pretrained``.
     """
-    to = Path(to_folder)
-    check_new_folder(to, "--to")
-    model, tokenizer, meta = load_checkpoint(checkpoint_folder, base_path=base_path)
+    folder, to, model, tokenizer, meta, trained = _loaded(checkpoint_folder, to_folder, base_path)
+    task = meta.get("task", CLASSIFICATION)
     if any("lora_" in n for n, _ in model.named_parameters()):
         merge_lora(model)  # our own freshly loaded copy
     model.eval()
-    native = is_native(model)
     with Staging(to) as staging:
-        exported = _native_model(model, meta) if native else _custom_model(model, meta, staging)
+        if task == CAUSAL_LM:
+            # The whole ...ForCausalLM is the model: merged, it is a plain checkpoint of its own class,
+            # and a trained tied embedding is still the one tensor behind both ends.
+            exported, remote = model.backbone, False
+        else:
+            remote = not is_native(model)
+            exported = _custom_model(model, meta, staging) if remote else _native_model(model, meta)
         exported.eval()
         exported.save_pretrained(str(staging))
         tokenizer.save_pretrained(str(staging))
-        info = {
-            "exported_from": str(resolve_checkpoint(checkpoint_folder).resolve()),
-            "base_model": meta["base_model"],
-            "base_fingerprint": meta["base_fingerprint"],
-            "plan": meta["plan"].get("spec"),
-            "pooling": meta["pooling"],
-            "label_names": meta["label_names"],
-            "trust_remote_code": not native,
-        }
-        (staging / "freezetune.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        _finish(staging, to, folder, meta, {"format": "hf", "task": task, "trust_remote_code": remote}, trained)
     return to
 
 
 # ---------------------------------------------------------------------- export: PEFT
+def _peft_base(model: nn.Module, meta: dict, base: str, staging: Path):
+    """(untrained base in the class users load, rename ours -> its names, task type, always-saved modules, info)."""
+    task = meta.get("task", CLASSIFICATION)
+    if task == CAUSAL_LM:
+        from transformers import AutoModelForCausalLM
+
+        gguf = {"gguf_file": meta["gguf_file"]} if meta.get("gguf_file") else {}
+        lm = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32, **gguf)
+        info = {"trust_remote_code": False, "peft_base": base, "base_in_folder": False}
+        return lm, (lambda n: n.removeprefix("backbone.")), "CAUSAL_LM", (), info
+    # A classifier's head is always saved: PEFT's SEQ_CLS adds ``classifier`` to modules_to_save and
+    # expects it in the adapter, and even an untrained head holds weights the base does not have.
+    if is_native(model):
+        from transformers import AutoModelForSequenceClassification
+
+        id2label = dict(enumerate(meta["label_names"]))
+        native = AutoModelForSequenceClassification.from_pretrained(base, id2label=id2label, dtype=torch.float32)
+        prefix = native.base_model_prefix  # e.g. bert: the names PEFT expects under this class
+
+        def rename(name: str) -> str:
+            return prefix + name.removeprefix("backbone") if name.startswith("backbone.") else name
+
+        info = {"trust_remote_code": False, "peft_base": base, "base_in_folder": False}
+        return native, rename, "SEQ_CLS", ("classifier",), info
+    # No stock class pools like this model: base/ holds the base with freezetune's pooling code
+    # and a fresh head, and the adapter applies to it.
+    plain = load_classifier(base, len(meta["label_names"]), pooling=meta["pooling"], gguf_file=meta.get("gguf_file"))
+    custom = _custom_model(plain, meta, staging / BASE_DIR).eval()
+    custom.save_pretrained(str(staging / BASE_DIR))
+    info = {"trust_remote_code": True, "peft_base": BASE_DIR, "base_in_folder": True}
+    return custom, (lambda n: n), "SEQ_CLS", ("classifier",), info
+
+
 def export_peft(
     checkpoint_folder: str | os.PathLike[str], to_folder: str | os.PathLike[str], *, base_path: str | None = None
 ) -> Path:
-    """Write the LoRA adapter (adapter_model.safetensors + adapter_config.json) for PEFT.
+    """Write a PEFT LoRA adapter (adapter_model.safetensors + adapter_config.json) to ``to_folder``.
 
-    The adapter applies to the backbone. What else trained (the classifier head, any fully
-    trained units) goes to ``extra_trained.safetensors`` under freezetune's names, with the
-    labels and pooling in ``freezetune.json``.
+    ``task_type`` is ``SEQ_CLS`` or ``CAUSAL_LM``; module names are those of the class loaded
+    from the base; the head and every other trained module travel in ``modules_to_save``. A
+    classifier that no stock class reproduces (mean or last pooling) gets ``base/``: the base
+    with freezetune's pooling code, loaded with ``trust_remote_code=True``. The export is
+    checked to reproduce the checkpoint's outputs before anything is written.
     """
-    from safetensors.torch import save_file
-
-
     folder, meta = read_meta(checkpoint_folder)
     plan = Plan.from_dict(meta["plan"])
     if plan.lora is None:
@@ -206,24 +288,24 @@ def export_peft(
             f"checkpoint {folder} was trained without LoRA ({plan.spec}), so it has no adapter; "
             "use --format hf"
         )
-    to = Path(to_folder)
-    check_new_folder(to, "--to")
-    model, _, meta = load_checkpoint(folder, base_path=base_path)
+    folder, to, model, tokenizer, meta, trained = _loaded(folder, to_folder, base_path)
+    task = meta.get("task", CLASSIFICATION)
+    base = _base_name(meta, base_path)
     with Staging(to) as staging:
-        save_peft_adapter(model, plan.lora, staging, base_model_name_or_path=meta["base_model"])
-        params = dict(model.named_parameters())
-        extra = {n: params[n].detach().contiguous() for n in meta["tensors"] if "lora_" not in n}
-        if extra:
-            save_file(extra, str(staging / "extra_trained.safetensors"), metadata={"format": "pt"})
-        info = {
-            "base_model": meta["base_model"],
-            "base_fingerprint": meta["base_fingerprint"],
-            "plan": meta["plan"].get("spec"),
-            "pooling": meta["pooling"],
-            "label_names": meta["label_names"],
-            "extra_trained": sorted(extra),
-        }
-        (staging / "freezetune.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        native, rename, task_type, always, info = _peft_base(model, meta, base, staging)
+        where = str((to / BASE_DIR).resolve()) if info["base_in_folder"] else base
+        if info["base_in_folder"]:
+            tokenizer.save_pretrained(str(staging / BASE_DIR))
+        peft_model = build_peft_model(
+            model, plan.lora, native, rename=rename, trained=meta["tensors"], task_type=task_type,
+            always=always, base_model_name_or_path=where,
+        )
+        check_same_outputs(model, peft_model, vocab_size=model.config.vocab_size, causal=task == CAUSAL_LM)
+        # Embeddings travel as modules_to_save when they trained; freezetune never resizes them, so
+        # PEFT's own embedding check (which reads the base's config.json) has nothing to add.
+        peft_model.save_pretrained(str(staging), save_embedding_layers=False)
+        tokenizer.save_pretrained(str(staging))
+        _finish(staging, to, folder, meta, {"format": "peft", "task": task, **info}, trained)
     return to
 
 
