@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from freezetune.core.causal_lm import CausalLM
 from freezetune.core.errors import FreezetuneError
 from freezetune.core.layout import LayerMap
 from freezetune.core.plan import Plan
@@ -26,6 +27,7 @@ from freezetune.scoring.sample import DEFAULT_SAMPLES
 from freezetune.scoring.scorers import TENSOR_SCORERS, score
 from freezetune.scoring.select import check_budget, explain, explain_tensors, select_blocks, select_tensors
 from freezetune.strategies.registry import ResolveContext, register
+from freezetune.tasks.causal_lm import CausalLanguageModeling
 from freezetune.tasks.classification import SequenceClassification
 
 GRANULARITIES = ("block", "tensor")
@@ -95,12 +97,14 @@ def _race(layers: LayerMap, context: ResolveContext, **options) -> Plan:
 
 
 def scored_model(layers: LayerMap, context: ResolveContext, strategy: str):
-    """The model a measuring strategy scores: today's scorers read a sequence classifier's head."""
-    if context.task is not None and not isinstance(context.task, SequenceClassification):
-        raise FreezetuneError(f"{strategy} scores sequence classifiers; the {context.task.name} task has no scorer yet")
+    """The model a measuring strategy scores: the scorers read a sequence classifier's head or a causal LM's."""
+    if context.task is not None and not isinstance(context.task, (SequenceClassification, CausalLanguageModeling)):
+        raise FreezetuneError(f"{strategy} scores sequence classifiers and causal LMs; the {context.task.name} task "
+                              "has no scorer yet")
     model = context.model if context.model is not None else layers.model
-    if not hasattr(model, "classifier"):
-        raise FreezetuneError(f"{strategy} scores a sequence classifier (freezetune's SequenceClassifier)")
+    if not hasattr(model, "classifier") and not isinstance(model, CausalLM):
+        raise FreezetuneError(f"{strategy} scores a sequence classifier or a causal LM (freezetune's "
+                              "SequenceClassifier or CausalLM)")
     return model
 
 
@@ -124,7 +128,7 @@ def auto_plan(layers: LayerMap, context: ResolveContext, *, scorer: str = "seman
             f"scorer {scorer!r} scores blocks only; tensor granularity needs one of {', '.join(TENSOR_SCORERS)}"
         )
     model = scored_model(layers, context, "auto")
-    result = score(model, context.batches("auto"), scorer, layers=layers, max_samples=max_samples)
+    result = score(model, context.batches("auto"), scorer, layers=layers, task=context.task, max_samples=max_samples)
     if granularity == "tensor":
         limit = None if threshold is not None else budget
         plan = select_tensors(model, layers, result, budget=limit, threshold=threshold)

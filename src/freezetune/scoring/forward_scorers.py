@@ -1,6 +1,8 @@
 """Forward-only scorers: ``semantic`` (after arXiv 2406.11753) and ``variability`` (NC1, arXiv 2210.10041).
 
-Both read the pooled hidden state at every block boundary 0..L; docs/scoring.md has the formulas.
+For a sequence classifier both read the pooled hidden state at every block boundary 0..L. For a
+causal LM ``semantic`` reads every boundary through the logit lens (:mod:`freezetune.scoring.lens`)
+and ``variability``, which needs classes, refuses. docs/scoring.md has the formulas.
 """
 
 from __future__ import annotations
@@ -13,9 +15,20 @@ import torch.nn.functional as F
 
 from freezetune.core.errors import FreezetuneError
 from freezetune.core.layout import LayerMap
-from freezetune.scoring.probes import classes, normalise, pooled_states, standardise, timed, untouched
+from freezetune.scoring.lens import lens_trace, readout
+from freezetune.scoring.probes import (
+    classes,
+    is_causal,
+    normalise,
+    pooled_states,
+    standardise,
+    task_for,
+    timed,
+    untouched,
+)
 from freezetune.scoring.result import LayerScores
 from freezetune.scoring.sample import DEFAULT_SAMPLES
+from freezetune.tasks.task import Task
 
 
 # ---------------------------------------------------------------------- semantic
@@ -68,24 +81,39 @@ def semantic_deviation(x: torch.Tensor, labels: torch.Tensor) -> tuple[float, fl
     return deviation, s, accuracy
 
 
-def score_semantic(model, batches, *, layers: LayerMap | None = None,
+def shortfall(trace: list[float]) -> tuple[list[float], list[float]]:
+    """(virtual trace V, block shortfalls): V_l = D_0 + (l / L)(D_L - D_0) gives every block an equal
+    share of the total reduction; block b's shortfall is (D_{b+1} - V_{b+1}) - (D_b - V_b)."""
+    n = len(trace) - 1
+    virtual = [trace[0] + (trace[n] - trace[0]) * b / n for b in range(n + 1)]
+    gap = [d - v for d, v in zip(trace, virtual)]
+    return virtual, [gap[b + 1] - gap[b] for b in range(n)]
+
+
+def score_semantic(model, batches, *, layers: LayerMap | None = None, task: Task | None = None,
                    max_samples: int | None = DEFAULT_SAMPLES) -> LayerScores:
     """Forward only. Block b's score is how far it falls behind an equal share of the reduction
     of the semantic deviation D from boundary 0 to L: (D_{b+1} - V_{b+1}) - (D_b - V_b), where
-    V is the virtual (linear) trace from D_0 to D_L; normalised by the largest magnitude."""
+    V is the virtual (linear) trace from D_0 to D_L; normalised by the largest magnitude.
+
+    D_l is, for a sequence classifier, the cross-entropy of a leave-one-out nearest-centroid
+    readout of the pooled state at boundary l; for a causal LM (``task`` the causal LM task, or a
+    ``CausalLM`` model), the logit lens: the mean next-token cross-entropy, over the sample's
+    target tokens (shifted label != -100), of ``lm_head(final_norm(h_l))``.
+    """
+    task_ = task_for(model, task, "semantic")
 
     def run() -> LayerScores:
         layers_ = layers or LayerMap.from_model(model)
+        if is_causal(task_):
+            return _semantic_lens(model, layers_, task_, batches, max_samples)
         with untouched(model, trainable=False):
             states, labels, count = pooled_states(model, layers_, batches, max_samples)
         readouts = [semantic_deviation(x, labels) for x in states]
         trace = [r[0] for r in readouts]
-        n = len(trace) - 1
-        virtual = [trace[0] + (trace[n] - trace[0]) * b / n for b in range(n + 1)]
-        gap = [d - v for d, v in zip(trace, virtual)]
-        shortfall = [gap[b + 1] - gap[b] for b in range(n)]
+        virtual, raw = shortfall(trace)
         return LayerScores(
-            "semantic", normalise(shortfall), raw=shortfall, boundary_trace=trace,
+            "semantic", normalise(raw), raw=raw, boundary_trace=trace,
             trace_name="semantic deviation D_l (nats)", samples=len(labels), batches=count,
             details={
                 "virtual_trace": virtual,
@@ -96,6 +124,27 @@ def score_semantic(model, batches, *, layers: LayerMap | None = None,
         )
 
     return timed("semantic", run)
+
+
+def _semantic_lens(model, layers: LayerMap, task: Task, batches, max_samples) -> LayerScores:
+    reader = readout(model, layers)
+    with untouched(model, trainable=False):
+        lens = lens_trace(model, layers, task, batches, max_samples, reader)
+    trace = [s / lens.tokens for s in lens.loss_sums]
+    virtual, raw = shortfall(trace)
+    return LayerScores(
+        "semantic", normalise(raw), raw=raw, boundary_trace=trace,
+        trace_name="logit-lens next-token cross-entropy D_l (nats)", samples=lens.rows, batches=lens.batches,
+        details={
+            "readout": "logit_lens",
+            "virtual_trace": virtual,
+            "lens_accuracy": [r / lens.tokens for r in lens.right],
+            "target_tokens": lens.tokens,
+            "model_loss": lens.model_loss_sum / lens.tokens,  # = D_L when the lens is the model's own head
+            "final_norm": reader.norm_name,
+            "lm_head": reader.lm_head_name,
+        },
+    )
 
 
 def _entropy(labels: torch.Tensor) -> float:
@@ -125,11 +174,15 @@ def nc1(x: torch.Tensor, labels: torch.Tensor) -> float:
     return float((spread / singular[keep].pow(2)).sum() / len(counts))
 
 
-def score_variability(model, batches, *, layers: LayerMap | None = None,
+def score_variability(model, batches, *, layers: LayerMap | None = None, task: Task | None = None,
                       max_samples: int | None = DEFAULT_SAMPLES) -> LayerScores:
     """Forward only. Block b's score is log NC1_{b+1} - log NC1_b: positive when the block makes
     the classes *less* separable (the representation drifts from the task), normalised by the
-    largest magnitude. The most task-ready boundary (lowest NC1) is in ``details``."""
+    largest magnitude. The most task-ready boundary (lowest NC1) is in ``details``.
+    Classes are needed: a causal LM is refused."""
+    if is_causal(task_for(model, task, "variability")):
+        raise FreezetuneError("variability measures how pooled states separate classes and a causal LM has none: "
+                              "use semantic (logit lens) or gradient, snr, fisher")
 
     def run() -> LayerScores:
         layers_ = layers or LayerMap.from_model(model)

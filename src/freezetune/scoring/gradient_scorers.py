@@ -1,5 +1,8 @@
 """Gradient scorers: ``gradient`` (relative gradient norm), ``snr`` and ``fisher``; one forward +
 backward per batch, per block and per tensor. docs/scoring.md has the formulas.
+
+The loss is the task's own (``task.loss(outputs, targets)`` after ``task.split(batch)``): the
+classifier's cross-entropy, or a causal LM's next-token cross-entropy on its target tokens.
 """
 
 from __future__ import annotations
@@ -9,14 +12,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from freezetune.core.errors import FreezetuneError
-from freezetune.core.helpers import device_of, model_inputs
+from freezetune.core.helpers import device_of
 from freezetune.core.layout import LayerMap, block_unit
-from freezetune.scoring.probes import normalise, timed, untouched
+from freezetune.scoring.probes import no_targets, normalise, split_batch, task_for, timed, untouched
 from freezetune.scoring.result import LayerScores
 from freezetune.scoring.sample import DEFAULT_SAMPLES, take
+from freezetune.tasks.task import Task
 
 
 # ---------------------------------------------------------------------- gradient scorers
@@ -27,31 +30,36 @@ class _GradStats:
     weight_norm: dict[str, float]
     sq: dict[str, list[float]]  # per tensor: squared gradient norm of every batch
     sizes: list[int]  # rows per batch
+    terms: list[int]  # per batch: what its mean loss averages over (rows; a causal LM's target tokens)
     total: dict[str, torch.Tensor] | None  # per tensor: sum of the batch gradients (for snr)
 
 
-def _gradient_stats(model, batches, max_samples, *, keep_sum: bool, max_batches: int | None) -> _GradStats:
+def _gradient_stats(model, task: Task, batches, max_samples, *, keep_sum: bool,
+                    max_batches: int | None) -> _GradStats:
     """One forward + backward per batch, every parameter trainable, eval mode; ``.grad`` untouched.
 
-    Gradients come from ``torch.autograd.grad`` (nothing accumulates into ``.grad``); the loss is
-    the mean cross-entropy of the classifier over the batch.
+    Gradients come from ``torch.autograd.grad`` (nothing accumulates into ``.grad``) of the task's
+    mean loss over the batch. A causal LM batch without target tokens has no loss and is skipped.
     """
     named = list(model.named_parameters())
     names = [n for n, _ in named]
     stats = _GradStats(
         names, {n: p.numel() for n, p in named},
         {n: float(p.detach().double().norm()) for n, p in named},
-        {n: [] for n in names}, [], {} if keep_sum else None,
+        {n: [] for n in names}, [], [], {} if keep_sum else None,
     )
     device = device_of(model)
     with untouched(model, trainable=True):
         for index, batch in enumerate(take(batches, max_samples)):
             if max_batches is not None and index >= max_batches:
                 break
-            labels = torch.as_tensor(batch["labels"]).long().to(device)
-            loss = F.cross_entropy(model(**model_inputs(batch, device)), labels)
+            inputs, targets, terms = split_batch(task, batch, device)
+            if terms == 0:
+                continue
+            loss = task.loss(model(**inputs), targets)
             grads = torch.autograd.grad(loss, [p for _, p in named], allow_unused=True)
-            stats.sizes.append(len(labels))
+            stats.sizes.append(len(targets))
+            stats.terms.append(terms)
             for name, grad in zip(names, grads):
                 if grad is None:
                     stats.sq[name].append(0.0)
@@ -70,14 +78,17 @@ def _tensor_normalise(values: dict[str, float], layers: LayerMap) -> dict[str, f
     return {n: (v / top if top > 0 else 0.0) for n, v in values.items()}
 
 
-def _from_gradients(name: str, model, batches, layers, max_samples, max_batches, *, keep_sum: bool,
+def _from_gradients(name: str, model, batches, layers, task, max_samples, max_batches, *, keep_sum: bool,
                     measure: Callable[[_GradStats], Callable[[list[str]], float]]) -> LayerScores:
     """A gradient scorer: ``measure(stats)`` maps a list of tensor names to a value; applied per
     block (raw scores, normalised by the max) and per tensor (``tensor_scores``)."""
+    task_ = task_for(model, task, name)
 
     def run() -> LayerScores:
         layers_ = layers or LayerMap.from_model(model)
-        stats = _gradient_stats(model, batches, max_samples, keep_sum=keep_sum, max_batches=max_batches)
+        stats = _gradient_stats(model, task_, batches, max_samples, keep_sum=keep_sum, max_batches=max_batches)
+        if not stats.sizes:
+            raise no_targets(name)
         value = measure(stats)
         raw = [value(layers_.units[block_unit(i)]) for i in range(layers_.num_blocks)]
         tensors = _tensor_normalise({n: value([n]) for n in stats.names}, layers_)
@@ -87,7 +98,7 @@ def _from_gradients(name: str, model, batches, layers, max_samples, max_batches,
     return timed(name, run)
 
 
-def score_gradient(model, batches, *, layers: LayerMap | None = None,
+def score_gradient(model, batches, *, layers: LayerMap | None = None, task: Task | None = None,
                    max_samples: int | None = DEFAULT_SAMPLES, max_batches: int | None = None) -> LayerScores:
     """Relative gradient norm ‖g_b‖ / ‖θ_b‖ of each block, averaged over batches, / the max."""
 
@@ -100,11 +111,11 @@ def score_gradient(model, batches, *, layers: LayerMap | None = None,
 
         return rgn
 
-    return _from_gradients("gradient", model, batches, layers, max_samples, max_batches, keep_sum=False,
+    return _from_gradients("gradient", model, batches, layers, task, max_samples, max_batches, keep_sum=False,
                            measure=measure)
 
 
-def score_snr(model, batches, *, layers: LayerMap | None = None,
+def score_snr(model, batches, *, layers: LayerMap | None = None, task: Task | None = None,
               max_samples: int | None = DEFAULT_SAMPLES, max_batches: int | None = None) -> LayerScores:
     """Gradient signal-to-noise per block: ‖mean g‖ / sqrt(sum_b ‖g_b - mean g‖² / (B-1)), / the max."""
 
@@ -121,22 +132,24 @@ def score_snr(model, batches, *, layers: LayerMap | None = None,
 
         return snr
 
-    return _from_gradients("snr", model, batches, layers, max_samples, max_batches, keep_sum=True, measure=measure)
+    return _from_gradients("snr", model, batches, layers, task, max_samples, max_batches, keep_sum=True,
+                           measure=measure)
 
 
-def score_fisher(model, batches, *, layers: LayerMap | None = None,
+def score_fisher(model, batches, *, layers: LayerMap | None = None, task: Task | None = None,
                  max_samples: int | None = DEFAULT_SAMPLES, max_batches: int | None = None) -> LayerScores:
-    """Diagonal empirical Fisher per parameter (mean over batches of n_b · g_b²), averaged over
-    each block's parameters, / the max."""
+    """Diagonal empirical Fisher per parameter (mean over batches of n_b · g_b², n_b the terms the
+    batch's loss averages: rows, or a causal LM's target tokens), averaged over each block's
+    parameters, / the max."""
 
     def measure(st: _GradStats) -> Callable[[list[str]], float]:
-        rows = sum(st.sizes)
+        terms = sum(st.terms)
 
         def fisher(names: list[str]) -> float:
-            total = sum(size * st.sq[n][b] for n in names for b, size in enumerate(st.sizes))
-            return total / rows / max(1, sum(st.numel[n] for n in names))
+            total = sum(size * st.sq[n][b] for n in names for b, size in enumerate(st.terms))
+            return total / terms / max(1, sum(st.numel[n] for n in names))
 
         return fisher
 
-    return _from_gradients("fisher", model, batches, layers, max_samples, max_batches, keep_sum=False,
+    return _from_gradients("fisher", model, batches, layers, task, max_samples, max_batches, keep_sum=False,
                            measure=measure)

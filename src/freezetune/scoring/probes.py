@@ -1,4 +1,5 @@
-"""What every scorer shares: leaving the model untouched, pooled boundary states, normalising."""
+"""What every scorer shares: the task it scores for, leaving the model untouched, pooled boundary
+states, normalising."""
 
 from __future__ import annotations
 
@@ -10,12 +11,63 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from freezetune.core.causal_lm import CausalLM
 from freezetune.core.errors import FreezetuneError
 from freezetune.core.helpers import device_of, model_inputs
 from freezetune.core.layout import LayerMap
 from freezetune.core.model import pool_hidden
 from freezetune.scoring.result import LayerScores
 from freezetune.scoring.sample import take
+from freezetune.tasks.causal_lm import IGNORE, CausalLanguageModeling
+from freezetune.tasks.classification import SequenceClassification
+from freezetune.tasks.task import Task
+
+
+# ---------------------------------------------------------------------- the task scored for
+def task_for(model: nn.Module, task: Task | None, scorer: str) -> Task:
+    """The task whose loss and targets a scorer reads: the one given, else the model's own (a
+    ``CausalLM`` is a causal language model, anything else a sequence classifier).
+
+    A task that cannot read the model's outputs is refused here, in one line, rather than deep
+    inside a loss: a causal LM's logits are per token, a classifier's per example.
+    """
+    if task is None:
+        return CausalLanguageModeling() if isinstance(model, CausalLM) else SequenceClassification()
+    if is_causal(task) and not isinstance(model, CausalLM):
+        raise FreezetuneError(f"{scorer} with the {task.name} task needs a causal LM (freezetune's CausalLM), "
+                              f"got {type(model).__name__}")
+    if isinstance(task, SequenceClassification) and isinstance(model, CausalLM):
+        raise FreezetuneError(f"{scorer}: this model is a causal LM with no classification head; score it with "
+                              "the causal LM task (CausalLanguageModeling)")
+    return task
+
+
+def is_causal(task: Task) -> bool:
+    return isinstance(task, CausalLanguageModeling)
+
+
+def split_batch(task: Task, batch: dict, device: torch.device) -> tuple[dict[str, torch.Tensor], torch.Tensor, int]:
+    """(the model's inputs, the targets, how many terms the task's mean loss averages over).
+
+    The terms are the rows of a classification batch and the target tokens (shifted label !=
+    -100) of a causal LM batch: the unit whose per-term gradient ``fisher`` estimates.
+    """
+    inputs, targets = task.split(batch)
+    targets = torch.as_tensor(targets)
+    targets = (targets if targets.is_floating_point() else targets.long()).to(device)
+    inputs = model_inputs(inputs, device)
+    if not is_causal(task):
+        return inputs, targets, len(targets)
+    if targets.shape != inputs["input_ids"].shape:
+        shape = tuple(inputs["input_ids"].shape)
+        raise FreezetuneError(f"causal LM labels must be one per token, shaped like input_ids {shape}; "
+                              f"got {tuple(targets.shape)}")
+    return inputs, targets, int((targets[:, 1:] != IGNORE).sum())
+
+
+def no_targets(scorer: str) -> FreezetuneError:
+    return FreezetuneError(f"{scorer}: the scoring sample has no target token (every shifted label is -100): "
+                           "give examples with a response")
 
 
 @contextlib.contextmanager
@@ -63,6 +115,8 @@ def pooled_states(model, layers: LayerMap, batches, max_samples) -> tuple[list[t
     try:
         with torch.no_grad():
             for batch in take(batches, max_samples):
+                if torch.as_tensor(batch["labels"]).ndim != 1:
+                    raise FreezetuneError("scoring a sequence classifier needs one class id per example as labels")
                 inputs = model_inputs(batch, device)
                 captured.clear()
                 model(**inputs)

@@ -57,7 +57,7 @@ def auto_rgn(layers: LayerMap, context: ResolveContext) -> Plan:
 def rgn_plan(layers: LayerMap, context: ResolveContext, *, embeddings: bool = True) -> Plan:
     """Everything trains (the embeddings too unless ``embeddings=False``), with per-tensor rates."""
     model = scored_model(layers, context, "auto_rgn")
-    result = score(model, context.batches("auto_rgn"), "gradient", layers=layers)
+    result = score(model, context.batches("auto_rgn"), "gradient", layers=layers, task=context.task)
     # The scorer's tensor scores are RGN / the best block tensor's RGN: the same normalisation.
     first = {n: min(1.0, v) for n, v in result.tensor_scores.items()}
     means = unit_means(first, layers)

@@ -1,4 +1,8 @@
-"""The labelled sample scorers read: a seeded subset of the training data, as padded batches."""
+"""The labelled sample scorers read: a seeded subset of the training data, as padded batches.
+
+Labels are a class id per row (classification) or a token id per position, -100 where nothing is
+predicted (causal LM: ``collate`` pads such lists with -100, so they survive sampling).
+"""
 
 from __future__ import annotations
 
@@ -22,8 +26,9 @@ def take(batches: Iterable[dict], max_samples: int | None) -> Iterator[dict]:
         if "labels" not in batch or batch["labels"] is None:
             raise FreezetuneError("scoring needs labelled examples: a batch of the sample has no 'labels'")
         labels = torch.as_tensor(batch["labels"])
-        if labels.ndim != 1:
-            raise FreezetuneError("scoring supports sequence classification: labels must be one class id per example")
+        if labels.ndim not in (1, 2):  # a class id per row, or a token id (-100: none) per position
+            raise FreezetuneError("scoring needs one class id per example or one label per token; "
+                                  f"a batch has labels of shape {tuple(labels.shape)}")
         if max_samples is not None and seen + len(labels) > max_samples:
             keep = max_samples - seen
             batch = {k: v[:keep] for k, v in batch.items() if v is not None}
