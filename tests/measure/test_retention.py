@@ -174,13 +174,96 @@ def test_load_sts_pairs_user_files_and_errors(tmp_path):
         references.load_sts_pairs(tmp_path / "missing.tsv")
 
 
-def test_missing_shared_data_errors(no_shared_data):
+def test_missing_shared_data_errors_or_falls_back(no_shared_data):
     with pytest.raises(FreezetuneError, match="--reference-data must point to scored pairs"):
         references.load_sts_pairs()
-    with pytest.raises(FreezetuneError, match="--reference-data"):
-        references.load_reference_text()
+    assert references.load_reference_text() == references.packaged_text()
     assert references.load_reference_texts() == list(references.BUILTIN_SENTENCES)
+    assert references.texts_source() == references.BUILTIN_SENTENCES_SOURCE
     assert len(references.BUILTIN_SENTENCES) >= 40
+
+
+# --------------------------------------------------------------------------- perplexity's text source
+
+
+def test_packaged_text_is_general_prose_with_its_licence(tokenizer):
+    from importlib.resources import files
+
+    text = references.packaged_text()
+    words = text.split()
+    assert len(words) > 3500
+    assert len(tokenizer(text, verbose=False)["input_ids"]) > retention.DEFAULT_MAX_TOKENS  # covers the cap
+    paragraphs = [p for p in text.split("\n\n") if p.strip()]
+    assert sum(len(p.split()) > 60 for p in paragraphs) >= 30  # prose paragraphs, not lists
+    folder = files("freezetune.measure").joinpath("reference_text")
+    assert "CC0" in folder.joinpath("LICENSE").read_text() and "CC0" in folder.joinpath("README.md").read_text()
+    assert "CC0" in references.__doc__
+
+
+def test_text_source_order(tmp_path, monkeypatch):
+    given = tmp_path / "mine.txt"
+    given.write_text("My own reference text, two sentences. Here is the second.")
+    shared = tmp_path / "shared"
+    wiki = shared.joinpath(*references.TEXT_RELATIVE_PATH)
+    wiki.parent.mkdir(parents=True)
+    wiki.write_text(" = Title = \n Some wiki text . \n")
+    monkeypatch.setenv("FREEZETUNE_SHARED_DATA", str(shared))
+    # 1. a given file wins even when ../shared/data has WikiText-2
+    assert references.reference_text(given) == (given.read_text(), f"file: {given.resolve()}")
+    # 2. else WikiText-2 test from ../shared/data
+    assert references.reference_text() == (wiki.read_text(), references.SHARED_TEXT_SOURCE)
+    # 3. else the packaged text
+    monkeypatch.setattr(references, "shared_data_dir", lambda: None)
+    assert references.reference_text() == (references.packaged_text(), references.PACKAGED_TEXT_SOURCE)
+    with pytest.raises(FreezetuneError, match="--retention-data"):
+        references.reference_text(tmp_path / "missing.txt")
+    empty = tmp_path / "empty.txt"
+    empty.write_text("  \n")
+    with pytest.raises(FreezetuneError, match="no text"):
+        references.reference_text(empty)
+
+
+@pytest.mark.skipif(shared_data_dir() is None, reason="../shared/data is absent")
+def test_default_text_is_the_shared_wikitext():
+    text, source = references.reference_text()
+    assert source == references.SHARED_TEXT_SOURCE == "wikitext-2 test (../shared/data)"
+    assert text.startswith(" = Robert Boulter = ")
+
+
+def test_measure_ppl_names_its_source_and_cap(tokenizer, tmp_path, monkeypatch):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from freezetune.core.causal_lm import CausalLM
+
+    torch.manual_seed(0)
+    llama = LlamaForCausalLM(LlamaConfig(
+        hidden_size=16, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+        intermediate_size=32, vocab_size=VOCAB, max_position_embeddings=128,
+    ))
+    given = tmp_path / "mine.txt"
+    given.write_text(" ".join(references.BUILTIN_SENTENCES))
+    mine = retention.measure(llama, llama, tokenizer, reference_data=str(given), limit=100)
+    assert mine["reference"] == "ppl" and mine["source"] == f"file: {given.resolve()}"
+    assert mine["limit"] == 100 and mine["n"] == 99
+    monkeypatch.setattr(references, "shared_data_dir", lambda: None)  # a user's machine: no ../shared
+    wrapped = CausalLM(llama)  # the causal-LM task's model unwraps to its ...ForCausalLM
+    assert retention.resolve_reference(wrapped) == "ppl"
+    packaged = retention.measure(wrapped, None, tokenizer)
+    assert packaged["source"] == references.PACKAGED_TEXT_SOURCE
+    assert packaged["limit"] == retention.DEFAULT_MAX_TOKENS and packaged["n"] == retention.DEFAULT_MAX_TOKENS - 1
+    assert packaged["after"] is None and VOCAB / 3 < packaged["before"] < VOCAB * 3  # untrained: ~uniform
+    in_memory = retention.measure(llama, None, tokenizer, reference="ppl", reference_data=TEXTS, limit=50)
+    assert in_memory["source"] == references.IN_MEMORY_SOURCE
+
+
+def test_measure_sts_and_cka_name_their_source(bert, tokenizer, tmp_path, no_shared_data):
+    assert retention.measure(bert, None, tokenizer, reference_data=PAIRS)["source"] == references.IN_MEMORY_SOURCE
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("sentence1\tsentence2\tscore\n" + "".join(f"a{i}\tb{i}\t{i}\n" for i in range(4)))
+    assert retention.measure(bert, None, tokenizer, reference_data=pairs)["source"] == f"file: {pairs.resolve()}"
+    cka = retention.measure(bert, bert, tokenizer, limit=8)
+    assert cka["reference"] == "cka" and cka["source"] == references.BUILTIN_SENTENCES_SOURCE
+    assert cka["limit"] == 8
 
 
 @pytest.mark.skipif(shared_data_dir() is None, reason="../shared/data is absent")
@@ -266,7 +349,7 @@ def test_measure_cka_fallback_unchanged_and_perturbed(bert, gpt2, tokenizer, no_
     assert moved["change"] < -0.01 and moved["higher_is_better"] is True
     lm = retention.measure(gpt2, gpt2, tokenizer, reference_data=TEXTS[:8], reference="cka")
     assert lm["reference"] == "cka" and lm["n"] == 8
-    assert retention.resolve_reference(gpt2) == "cka"  # causal LM, no reference text
+    assert retention.resolve_reference(gpt2) == "ppl"  # causal LM, no ../shared: the packaged text
 
 
 def test_resolve_reference(bert, gpt2, tmp_path):
@@ -300,3 +383,20 @@ def test_minilm_sts_b_spearman():
     pairs = references.load_sts_pairs(limit=500)
     assert retention.resolve_reference(backbone) == "sts"
     assert 0.85 <= retention.sts_spearman(backbone, load_tokenizer(path), pairs) <= 0.90
+
+
+@pytest.mark.integration
+def test_smollm2_perplexity_on_the_packaged_text(monkeypatch):
+    """A user's machine (no ../shared): SmolLM2 reads the packaged prose as ordinary English
+    (512 tokens: 32.9 measured; 29.5 on the default 2,048, WikiText-2 test 30.2)."""
+    from freezetune.core.causal_lm import load_causal_lm
+    from freezetune.core.model import load_tokenizer
+    from freezetune.io import defaults
+
+    monkeypatch.setattr(references, "shared_data_dir", lambda: None)
+    folder, gguf = defaults.smollm2_gguf()
+    lm = load_causal_lm(folder, gguf_file=gguf)
+    result = retention.measure(lm, None, load_tokenizer(folder, gguf_file=gguf), limit=512)
+    assert result["reference"] == "ppl" and result["source"] == references.PACKAGED_TEXT_SOURCE
+    assert result["n"] == 511 and result["limit"] == 512
+    assert 20 < result["before"] < 50

@@ -67,7 +67,9 @@ def pool_hidden(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str
 
 
 def default_pooling(model_path: str | Path | None, config) -> str:
-    """The model's own pooling: sentence-transformers' 1_Pooling config, else by architecture."""
+    """The model's own pooling: sentence-transformers' 1_Pooling config, else by architecture:
+    ``last`` for decoders (:func:`is_decoder`), whose only position that has seen the whole
+    text is the last one, and ``cls`` for encoders."""
     if model_path is not None:
         pooling_config = Path(model_path) / "1_Pooling" / "config.json"
         if pooling_config.is_file():
@@ -83,9 +85,43 @@ def default_pooling(model_path: str | Path | None, config) -> str:
     return "cls"
 
 
+# Model types with a causal-LM class that are nonetheless encoders as AutoModel loads them:
+# their decoder class only works with is_decoder=True (BertGenerationDecoder).
+_ENCODERS_WITH_CAUSAL_HEAD = frozenset({"bert-generation"})
+
+
 def is_decoder(config) -> bool:
+    """A decoder-only (causal) model: its hidden states at position t have seen tokens 0..t only.
+
+    ``config.is_decoder`` set says so outright (a BERT configured as a decoder). Otherwise the
+    ``model_type`` decides, because neither ``architectures`` (absent from a GGUF file's config)
+    nor ``is_decoder`` (False or missing on Llama, Qwen2, GPT-2 configs) is reliable: a type
+    transformers can load as a causal LM is a decoder, unless it is also a masked LM (BERT,
+    RoBERTa, ELECTRA...: bidirectional encoders whose causal head needs is_decoder=True) or an
+    encoder-decoder (BART, Marian...). A model_type transformers does not know (remote code)
+    falls back to its architecture names.
+    """
+    if getattr(config, "is_decoder", False):
+        return True
+    if getattr(config, "is_encoder_decoder", False):
+        return False
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+        MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_MAPPING_NAMES,
+    )
+
+    model_type = getattr(config, "model_type", None)
+    if model_type in MODEL_MAPPING_NAMES or model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        return (
+            model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+            and model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+            and model_type not in MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES
+            and model_type not in _ENCODERS_WITH_CAUSAL_HEAD
+        )
     archs = " ".join(getattr(config, "architectures", None) or [])
-    return bool(getattr(config, "is_decoder", False)) or "CausalLM" in archs or "LMHead" in archs
+    return "CausalLM" in archs or "LMHeadModel" in archs
 
 
 def _load_error(model_path, error: Exception) -> FreezetuneError:

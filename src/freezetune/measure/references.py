@@ -1,16 +1,23 @@
-"""The reference data retention is measured on, found offline.
+"""The reference data retention is measured on, found offline, and a name for where it came from.
 
 - scored sentence pairs for ``sts`` (STS-B dev by default),
-- general text for ``ppl`` (WikiText-2 raw test by default),
+- general text for ``ppl``: a given file, else WikiText-2 raw test, else the text that ships
+  with the package (``reference_text/general_english.txt``),
 - reference texts for ``cka`` (STS-B dev's sentences, else sentences built in here).
 
-The defaults live beside the repo in ``../shared/data`` (see ``io.defaults.shared_data_dir``);
-a user file replaces them (``--reference-data``).
+The shared defaults live beside the repo in ``../shared/data`` (see
+``io.defaults.shared_data_dir``); a user file replaces them (``--retention-data`` /
+``--reference-data``). Users have no ../shared, so perplexity always has a packaged fallback:
+about 4,000 words (4,650 SmolLM2 tokens) of varied general English prose written for
+freezetune and released under CC0 1.0 (public-domain dedication; see
+``reference_text/README.md``). Each loader's ``*_source`` twin says which source it would use,
+so that metrics.json can name it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from importlib.resources import files
 from pathlib import Path
 
 from freezetune.core.errors import FreezetuneError
@@ -19,6 +26,15 @@ from freezetune.io.tables import read_table
 
 STS_RELATIVE_PATH = ("glue", "STS-B", "dev.tsv")
 TEXT_RELATIVE_PATH = ("wikitext-2", "wiki.test.raw")
+PACKAGED_TEXT_NAME = "general_english.txt"
+
+# How metrics.json names each source (``measure(...)["source"]``).
+SHARED_TEXT_SOURCE = "wikitext-2 test (../shared/data)"
+PACKAGED_TEXT_SOURCE = "packaged: freezetune reference text (general_english.txt, CC0)"
+SHARED_STS_SOURCE = "STS-B dev (../shared/data)"
+SHARED_STS_SENTENCES_SOURCE = "STS-B dev sentences (../shared/data)"
+BUILTIN_SENTENCES_SOURCE = "packaged: built-in sentences (references.BUILTIN_SENTENCES)"
+IN_MEMORY_SOURCE = "given in memory"
 
 Pairs = tuple[list[str], list[str], list[float]]
 
@@ -131,22 +147,51 @@ def load_sts_pairs(path: str | Path | None = None, limit: int | None = None) -> 
     return first, second, scores
 
 
+def file_source(path: str | Path) -> str:
+    """How a user's file is named as a source: its absolute path, so a run records what it read."""
+    return f"file: {Path(path).resolve()}"
+
+
+def packaged_text() -> str:
+    """The general English text that ships with freezetune (CC0; see reference_text/README.md)."""
+    resource = files(__package__).joinpath("reference_text", PACKAGED_TEXT_NAME)
+    return resource.read_text(encoding="utf-8")
+
+
+def reference_text(path: str | Path | None = None) -> tuple[str, str]:
+    """General text for perplexity and its source, in this order: ``path`` when given; else
+    WikiText-2 raw test from ../shared/data when present; else the packaged text."""
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FreezetuneError(f"no such file: {path}; --retention-data must point to a plain-text file")
+        text = path.read_text(encoding="utf-8", errors="replace")
+        if not text.strip():
+            raise FreezetuneError(f"{path} holds no text")
+        return text, file_source(path)
+    shared = default_text_path()
+    if shared is not None:
+        return shared.read_text(encoding="utf-8", errors="replace"), SHARED_TEXT_SOURCE
+    return packaged_text(), PACKAGED_TEXT_SOURCE
+
+
 def load_reference_text(path: str | Path | None = None) -> str:
-    """General text for perplexity: WikiText-2 raw test by default."""
-    if path is None:
-        path = default_text_path()
-        if path is None:
-            raise FreezetuneError(
-                "no WikiText-2 test found (../shared/data/wikitext-2/wiki.test.raw): "
-                "--reference-data must point to a plain-text file"
-            )
-    path = Path(path)
-    if not path.is_file():
-        raise FreezetuneError(f"no such file: {path}; --reference-data must point to a plain-text file")
-    text = path.read_text(encoding="utf-8", errors="replace")
-    if not text.strip():
-        raise FreezetuneError(f"{path} holds no text")
-    return text
+    """General text for perplexity (see :func:`reference_text`, which also names its source)."""
+    return reference_text(path)[0]
+
+
+def sts_source(path: str | Path | None = None) -> str:
+    """The source :func:`load_sts_pairs` reads for ``path``."""
+    return SHARED_STS_SOURCE if path is None else file_source(path)
+
+
+def texts_source(source: str | Path | Sequence[str] | None = None) -> str:
+    """The source :func:`load_reference_texts` reads for ``source``."""
+    if source is None:
+        return SHARED_STS_SENTENCES_SOURCE if default_sts_path() else BUILTIN_SENTENCES_SOURCE
+    if isinstance(source, (str, Path)):
+        return file_source(source)
+    return IN_MEMORY_SOURCE
 
 
 def load_reference_texts(source: str | Path | Sequence[str] | None = None, limit: int | None = None) -> list[str]:

@@ -5,16 +5,18 @@ Three measures, one per kind of model (DESIGN.md, "Retention"):
 - ``sts``: encoders that are sentence embedders. STS-B dev Spearman of the cosine of
   pooled (mean by default) embeddings against the gold scores. Higher is better;
   all-MiniLM-L6-v2 untouched scores about 0.867.
-- ``ppl``: causal LMs. Sliding-window perplexity on general text (WikiText-2 test),
-  capped at ``max_tokens`` (20k by default: the whole test set costs ~16 min per model
-  on 2 CPUs). Lower is better.
+- ``ppl``: causal LMs. Sliding-window perplexity on general English text, capped at
+  ``max_tokens`` (2,048 by default). Lower is better. The text is ``--retention-data``
+  when given, else WikiText-2 test from ../shared/data, else the CC0 text that ships with
+  the package (references.py), so a decoder always has a perplexity reference.
 - ``cka``: the generic fallback. Linear CKA between the base and the tuned model's pooled
   representations of the same reference texts. Before is 1.0 by definition; higher is better.
 
 ``measure(base, tuned, tokenizer)`` picks one (``reference="auto"``), scores both models
-and returns a flat dict. ``base`` and ``tuned`` are backbones (HF ``AutoModel``) or causal
-LMs; a :class:`~freezetune.model.SequenceClassifier` is unwrapped to its ``.backbone``.
-The data each measure runs on is found and read by references.py.
+and returns a flat dict that names the data's source. ``base`` and ``tuned`` are backbones
+(HF ``AutoModel``) or causal LMs; a :class:`~freezetune.core.model.SequenceClassifier` or a
+:class:`~freezetune.core.causal_lm.CausalLM` is unwrapped to its ``.backbone``. The data each
+measure runs on is found and read by references.py.
 """
 
 from __future__ import annotations
@@ -28,29 +30,39 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from freezetune.core.causal_lm import CausalLM
 from freezetune.core.errors import FreezetuneError
 from freezetune.core.helpers import device_of, eval_mode
 from freezetune.core.model import POOLINGS, SequenceClassifier, pool_hidden
 from freezetune.measure.references import (
+    IN_MEMORY_SOURCE,
     Pairs,
     default_sts_path,
-    default_text_path,
-    load_reference_text,
     load_reference_texts,
     load_sts_pairs,
+    reference_text,
     spread,
+    sts_source,
+    texts_source,
 )
 
 REFERENCES = ("auto", "sts", "ppl", "cka")
-DEFAULT_MAX_TOKENS = 20_000
+# Perplexity's default token cap. It runs before training and again after every run, so it
+# must stay cheap: 2,048 tokens cost SmolLM2-135M 33-41 CPU-seconds in float32 (measured on a
+# busy 2-core machine: ~20 s wall on 2 idle cores); the cost grows linearly with the cap, and
+# the whole WikiText-2 test set (~280k tokens) would cost over 100 times as much. Every default
+# source covers the cap (the packaged text has 4,650 SmolLM2 tokens), so each scores the same
+# number of tokens; --retention-limit changes it.
+DEFAULT_MAX_TOKENS = 2_048
 
 
 # --------------------------------------------------------------------------- models
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
-    """A SequenceClassifier's backbone; any other model as given."""
-    return model.backbone if isinstance(model, SequenceClassifier) else model
+    """A SequenceClassifier's or CausalLM's backbone; any other model as given."""
+    # CausalLM's forward returns bare logits and wants a mask; its backbone is the HF model.
+    return model.backbone if isinstance(model, (SequenceClassifier, CausalLM)) else model
 
 
 def is_causal_lm(model: nn.Module) -> bool:
@@ -258,9 +270,7 @@ def resolve_reference(model: nn.Module, reference: str = "auto", reference_data=
     if isinstance(reference_data, (str, Path)) and not Path(reference_data).is_file():
         raise FreezetuneError(f"no such file: {reference_data} (--reference-data)")
     if is_causal_lm(model):
-        if reference_data is not None and not isinstance(reference_data, (str, Path)):
-            return "ppl"  # text given in memory
-        return "ppl" if (reference_data is not None or default_text_path()) else "cka"
+        return "ppl"  # always some text: the given data, WikiText-2, or the packaged text
     if reference_data is None:
         return "sts" if default_sts_path() else "cka"
     if isinstance(reference_data, tuple) and len(reference_data) == 3:
@@ -293,14 +303,16 @@ def measure(
     of scored pairs or a ``(sentence1s, sentence2s, scores)`` tuple; for ppl a text file or a
     list of texts (joined by blank lines); for cka a list of texts or a file (see
     :func:`load_reference_texts`); None uses ../shared/data (STS-B dev, WikiText-2 test) or,
-    for cka without it, built-in sentences. ``limit`` caps the pairs (sts), the tokens (ppl;
-    default 20,000) or the texts (cka). ``before`` reuses a base score already measured (sts,
-    ppl) so the base model is not run again.
+    without it, the packaged text (ppl) or built-in sentences (cka). ``limit`` caps the pairs
+    (sts), the tokens (ppl; default :data:`DEFAULT_MAX_TOKENS`, 2,048) or the texts (cka).
+    ``before`` reuses a base score already measured (sts, ppl) so the base model is not run again.
 
     ``tuned=None`` measures the base alone (``after`` and ``change`` are then None).
 
-    Returns ``{"reference", "before", "after", "change" (= after - before),
-    "higher_is_better", "n" (pairs, tokens scored or texts), "seconds"}``.
+    Returns ``{"reference", "source" (where the data came from, e.g. "wikitext-2 test
+    (../shared/data)"), "before", "after", "change" (= after - before), "higher_is_better",
+    "n" (pairs, tokens scored or texts), "limit" (the cap used: tokens for ppl, None when
+    uncapped), "seconds"}``.
     """
     start = time.perf_counter()
     base = _unwrap(base)
@@ -310,8 +322,10 @@ def measure(
     if kind == "sts":
         if isinstance(reference_data, tuple) and len(reference_data) == 3:
             pairs = tuple(spread(part, limit) for part in reference_data)
+            source = IN_MEMORY_SOURCE
         else:
             pairs = load_sts_pairs(reference_data, limit=limit)
+            source = sts_source(reference_data)
         n = len(pairs[2])
         if before is None:
             before = sts_spearman(base, tokenizer, pairs, **embed_kw)
@@ -319,10 +333,10 @@ def measure(
         higher = True
     elif kind == "ppl":
         if reference_data is None or isinstance(reference_data, (str, Path)):
-            text = load_reference_text(reference_data)
+            text, source = reference_text(reference_data)
         else:
-            text = "\n\n".join(str(t) for t in reference_data)
-        max_tokens = limit if limit is not None else DEFAULT_MAX_TOKENS
+            text, source = "\n\n".join(str(t) for t in reference_data), IN_MEMORY_SOURCE
+        limit = max_tokens = limit if limit is not None else DEFAULT_MAX_TOKENS
         if before is None:
             before, n = perplexity_with_count(base, tokenizer, text, max_tokens=max_tokens)
         after = None
@@ -331,16 +345,19 @@ def measure(
         higher = False
     else:
         texts = load_reference_texts(reference_data, limit=limit)
+        source = texts_source(reference_data)
         n = len(texts)
         before = 1.0
         after = representation_cka(base, tuned, tokenizer, texts, **embed_kw) if tuned is not None else None
         higher = True
     return {
         "reference": kind,
+        "source": source,
         "before": float(before),
         "after": None if after is None else float(after),
         "change": None if after is None else float(after) - float(before),
         "higher_is_better": higher,
         "n": n,
+        "limit": limit,
         "seconds": time.perf_counter() - start,
     }
