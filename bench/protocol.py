@@ -31,7 +31,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 
-from freezetune.core.config import DataConfig, TrainConfig  # noqa: E402
+from freezetune.core.config import DataConfig, ModelConfig, TrainConfig  # noqa: E402
 from freezetune.io import defaults  # noqa: E402
 from freezetune.runs.run import RunSpec  # noqa: E402
 from freezetune.runs.sweep import Sweep, run_folder, run_sweep  # noqa: E402
@@ -84,6 +84,17 @@ def _stratified(frame: pd.DataFrame, label: str, rows: int, seed: int) -> pd.Dat
     return pd.concat(parts).sample(frac=1.0, random_state=seed)
 
 
+def _setting(entry: dict[str, Any], name: str) -> Any:
+    """A task's own value of a shared setting (the causal-LM task has its own), else the shared one."""
+    return entry.get(name, PROTOCOL[name])
+
+
+def _as_prompts(frame: pd.DataFrame, entry: dict[str, Any]) -> pd.DataFrame:
+    answers = {str(k): v for k, v in entry["answers"].items()}
+    return frame.assign(prompt=[entry["prompt"].format(text=t) for t in frame[entry["text"]]],
+                        response=[answers[str(v)] for v in frame[entry["label"]]])
+
+
 def prepare(key: str) -> Path:
     """Write the task's train/val/test splits once (seeded, disjoint); return their folder."""
     entry, out = task(key), CACHE / key
@@ -96,9 +107,13 @@ def prepare(key: str) -> Path:
     seed = PROTOCOL["split_seed"]
     train = _stratified(pool, entry["label"], entry["rows"], seed)
     rest = pool.drop(train.index)
-    val = _stratified(rest, entry["label"], PROTOCOL["validation_rows"], seed)
+    val = _stratified(rest, entry["label"], _setting(entry, "validation_rows"), seed)
     if test is None:  # no published test set: another disjoint seeded split
         test = _stratified(rest.drop(val.index), entry["label"], entry["test_rows"], seed)
+    elif entry.get("test_rows"):  # a seeded part of the published test set
+        test = _stratified(test, entry["label"], entry["test_rows"], seed)
+    if entry.get("answers"):  # a causal LM: the label becomes the answer it writes
+        train, val, test = (_as_prompts(f, entry) for f in (train, val, test))
     out.mkdir(parents=True, exist_ok=True)
     for name, frame in (("train", train), ("val", val), ("test", test)):
         frame.to_csv(out / f"{name}.tsv", sep="\t", index=False, quoting=3, escapechar="\\")
@@ -114,10 +129,20 @@ def base_spec(key: str) -> RunSpec:
         max_length=PROTOCOL["max_length"], retention=PROTOCOL["retention"]["reference"],
         retention_limit=PROTOCOL["retention"]["limit"],
     )
+    if entry.get("task") == "causal-lm":
+        retention = _setting(entry, "retention")
+        data = replace(data, task="causal-lm", text_column=None, label_column=None, prompt_column="prompt",
+                       response_column="response", max_length=_setting(entry, "max_length"),
+                       retention=retention["reference"], retention_limit=retention["limit"])
     # keep_best picks the epoch on the task's own validation metric (binary F1 is not monitored: accuracy)
     monitored = {"f1": "accuracy"}.get(entry["metric"], entry["metric"])
-    train = TrainConfig(epochs=entry["epochs"], batch_size=PROTOCOL["batch_size"], metric=monitored, progress=False)
-    spec = RunSpec(data=data, train=train).resolved()
+    train = TrainConfig(epochs=entry["epochs"], batch_size=_setting(entry, "batch_size"), metric=monitored,
+                        progress=False)
+    model = ModelConfig()
+    if entry.get("model") == "smollm2":
+        folder, gguf_file = defaults.smollm2_gguf()
+        model = ModelConfig(model=folder, gguf_file=gguf_file)
+    spec = RunSpec(data=data, model=model, train=train).resolved()
     return replace(spec, model=replace(spec.model, model=rel(spec.model.model)))
 
 

@@ -160,6 +160,8 @@ def race_plan(layers: LayerMap, context: ResolveContext, *, budget: float | None
     rungs = _rungs(len(candidates), n0, eta, full_steps, finalists)
     subset = train.shuffle(seed=config.seed).select(range(min(len(train), rungs[-1] * config.batch_size)))
     metric = config.metric
+    if metric == "auto":  # the task's own measure of better (a run writes it out before it resolves a plan)
+        metric = getattr(context.task, "default_metric", "accuracy")
     directions = context.task.directions if context.task is not None else METRIC_DIRECTIONS
     alive = list(candidates)
     for r, steps in enumerate(rungs):
