@@ -1,8 +1,8 @@
 """Should I freeze layers when fine-tuning an LLM? SmolLM2-135M-Instruct answers SST-2 as text.
 
-The protocol's ``smollm2_sst2_500`` task (bench/protocol.yaml): 500 training rows, prompt "Is this
-movie review positive or negative? Review: <sentence>", response ``positive`` / ``negative``
-through the model's chat template; 100 other training rows for validation, 300 seeded SST-2 dev
+The protocol's ``smollm2_sst2_500`` task (bench/protocol.yaml): 500 training rows, prompt "Movie
+review: <sentence> Is this review positive or negative?" (the question last, so a long review loses
+its start, never the question), response ``positive`` / ``negative`` through the model's chat template; 100 other training rows for validation, 300 seeded SST-2 dev
 rows for test; max length 64, 2 epochs, seeds 0-2. Plans: full, top_k:8 (a quarter of the 30
 blocks), lower_half, LoRA on all blocks, LoRA on the top half, and ``auto``.
 
