@@ -248,7 +248,7 @@ def test_export_refuses_a_non_empty_folder(top_k, tmp_path):
 # ---------------------------------------------------------------------- LoRA
 def test_lora_checkpoint_round_trip_and_exports(lora_ckpt, tmp_path, tiny_model_dir):
     from peft import PeftModel
-    from transformers import AutoModel, AutoModelForSequenceClassification
+    from transformers import AutoModelForSequenceClassification
 
     folder, model, meta = lora_ckpt
     names = meta["tensors"]
@@ -266,14 +266,12 @@ def test_lora_checkpoint_round_trip_and_exports(lora_ckpt, tmp_path, tiny_model_
     assert not any("lora" in n for n, _ in hf.named_parameters())
     assert torch.allclose(logits_of(hf, inputs), expected, atol=1e-5)
 
+    # The PEFT export loads the documented way: the adapter (head in modules_to_save) on the exported base.
     peft_dir = export_peft(folder, tmp_path / "peft")
-    assert (peft_dir / "adapter_config.json").is_file() and (peft_dir / "extra_trained.safetensors").is_file()
-    base = AutoModel.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    assert (peft_dir / "adapter_config.json").is_file() and not (peft_dir / "extra_trained.safetensors").exists()
+    base = AutoModelForSequenceClassification.from_pretrained(str(peft_dir / "base"), trust_remote_code=True)
     adapted = PeftModel.from_pretrained(base, str(peft_dir)).eval()
-    with torch.no_grad():
-        hidden = adapted(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).last_hidden_state
-        ours = loaded.backbone(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).last_hidden_state
-    assert torch.allclose(hidden, ours, atol=1e-5)
+    assert torch.allclose(logits_of(adapted, inputs), expected, atol=1e-5)
 
 
 # ---------------------------------------------------------------------- predict
@@ -355,3 +353,13 @@ def test_export_hf_decoder_last_pooling(llama_dir, tmp_path):
     hf = AutoModelForSequenceClassification.from_pretrained(str(to), trust_remote_code=True).eval()
     assert json.loads((to / "config.json").read_text())["inner_config"]["model_type"] == "llama"
     assert torch.allclose(logits_of(hf, inputs), logits_of(model, inputs), atol=1e-5)
+
+
+def test_an_untrained_head_is_saved_so_a_reload_predicts_the_same(tmp_path, tiny_model_dir):
+    folder = tmp_path / "ckpt"
+    model, meta = make_checkpoint(folder, tiny_model_dir, "top_k:1:head=false")
+    assert {"classifier.weight", "classifier.bias"} <= set(meta["tensors"])
+    inputs = batch()
+    torch.manual_seed(123)  # a reload must not depend on the global seed
+    loaded, _, _ = load_checkpoint(folder)
+    assert torch.equal(logits_of(loaded, inputs), logits_of(model, inputs))

@@ -93,8 +93,9 @@ def save_checkpoint(
 ) -> dict:
     """Write ``trained.safetensors`` + ``checkpoint.json`` into ``folder``; return the JSON dict.
 
-    Saved: every parameter with ``requires_grad`` now, every LoRA adapter tensor, and the
-    ``trained_names`` given (a schedule passes the union of what trained in any phase).
+    Saved: every parameter with ``requires_grad`` now, every LoRA adapter tensor, the
+    ``trained_names`` given (a schedule passes the union of what trained in any phase), and every
+    parameter outside the base (``backbone``), trained or not.
     ``folder`` is written atomically; an existing checkpoint there is replaced, any other
     non-empty folder is refused.
     """
@@ -106,6 +107,9 @@ def save_checkpoint(
     params = dict(model.named_parameters())
     names = {n for n, p in params.items() if p.requires_grad or "lora_" in n}
     names.update(trained_names or ())
+    # What the base does not hold (a classifier head) is saved even untrained (head=false): a reload
+    # would otherwise draw a new random head and predict differently.
+    names.update(n for n in params if not n.startswith("backbone."))
     unknown = sorted(names - params.keys())
     if unknown:
         raise FreezetuneError(f"cannot save tensor {unknown[0]}: the model has no such parameter")
