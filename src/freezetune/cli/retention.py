@@ -27,7 +27,7 @@ def add_parser(commands) -> argparse.ArgumentParser:
                         help="scored pairs (sentence1, sentence2, score) for sts; text for ppl / cka "
                              "(default: ../shared/data STS-B dev or WikiText-2 test, else built-in sentences)")
     parser.add_argument("--limit", type=int, default=None,
-                        help="at most this many pairs / texts (tokens for ppl; default 20,000 tokens)")
+                        help="at most this many pairs / texts (tokens for ppl; default 2,048 tokens)")
     parser.set_defaults(run=run)
     return parser
 

@@ -129,11 +129,14 @@ class DataConfig:
         "auto",
         "how much pretrained skill survives: sts (STS-B Spearman of mean-pooled embeddings), ppl "
         "(perplexity on reference text), cka (representation similarity to the base), none; auto picks "
-        "sts when STS-B is available, else cka",
+        "sts when STS-B is available, else cka; ppl for --task causal-lm (on --retention-data, else WikiText-2 "
+        "from ../shared/data, else text shipped with freezetune)",
         choices=("auto", "sts", "ppl", "cka", "none"),
     )
     retention_data: str | None = option(None, "reference data for --retention (scored pairs for sts, text for ppl/cka)")
-    retention_limit: int | None = option(None, "at most this many reference pairs / texts (tokens for ppl)")
+    retention_limit: int | None = option(
+        None, "at most this many reference pairs / texts (tokens for ppl: default 2,048)"
+    )
 
 
 @dataclass

@@ -161,6 +161,7 @@ class Retention:
         self.base = copy.deepcopy(model.backbone) if self.kind == "cka" else None
         self.before = before
         if self.kind != "cka" and self.key not in before:
+            log.info("measuring retention (%s) of the base model ...", self.kind)  # tens of seconds on a CPU
             before[self.key] = measure(model.backbone, None, tokenizer, **self.options)["before"]
 
     def after(self, model, tokenizer) -> dict[str, Any]:
@@ -262,9 +263,10 @@ def run_training(
     validation = fit.best_metrics or tuner.evaluate(data.validation)
     test = tuner.evaluate(data.test) if data.test is not None else None
     if retention is not None:
-        fit.costs["retention"] = retention.after(tuner.model, tokenizer)
-        log.info("retention (%s): %.4f -> %.4f", retention.kind, fit.costs["retention"]["before"],
-                 fit.costs["retention"]["after"])
+        log.info("measuring retention (%s) of the fine-tuned model ...", retention.kind)
+        scores = fit.costs["retention"] = retention.after(tuner.model, tokenizer)
+        log.info("retention (%s on %s, limit %s): %.4f -> %.4f", retention.kind, scores.get("source", "?"),
+                 scores.get("limit"), scores["before"], scores["after"])
     summary = {
         "train_rows": len(data.train),
         "validation_rows": len(data.validation),
