@@ -150,3 +150,19 @@ def test_decoder_resume_is_bit_identical(tmp_path, strategy):
         train(tmp_path / "b", stop_at=3)
     resumed = train(tmp_path / "b", resume=True)
     assert all(torch.equal(reference[n], resumed[n]) for n in reference)
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama", "qwen2"])
+def test_logits_at_target_positions_only_equal_the_full_logits_there(arch):
+    data, fmt = chat_data(8)
+    model = CausalLM(tiny_decoder(arch, vocab_size=len(fmt.tokenizer))).eval()
+    from freezetune.io.loader import collate
+
+    inputs, labels = TASK.split(collate([data[i] for i in range(8)], pad_token_id=1))
+    packed = model(**inputs)
+    full = model(**{k: v for k, v in inputs.items() if k != "logits_at"})
+    assert packed.shape == (int(inputs["logits_at"].sum()), len(fmt.tokenizer))
+    assert torch.allclose(packed, full[:, :-1][inputs["logits_at"]], atol=1e-5)
+    assert torch.allclose(TASK.loss(packed, labels), TASK.loss(full, labels), atol=1e-6)
+    a, b = TASK.keep(packed, labels), TASK.keep(full, labels)
+    assert all(torch.allclose(a[k].double(), b[k].double(), atol=1e-5) for k in a)

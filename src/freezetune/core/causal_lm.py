@@ -23,8 +23,19 @@ from freezetune.core.errors import FreezetuneError
 log = logging.getLogger("freezetune")
 
 
+# Config fields of models whose logits are more than lm_head(hidden): those always take the full path.
+_LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale")
+
+
 class CausalLM(nn.Module):
-    """``forward`` gives next-token logits ``(batch, length, vocab)``; ``generate`` decodes greedily."""
+    """``forward`` gives next-token logits; ``generate`` decodes greedily.
+
+    With ``logits_at`` (a ``(batch, length - 1)`` mask of the positions whose next token is a
+    target) the vocabulary projection runs on those positions only and the result is packed,
+    ``(targets, vocab)``, in row-major order. A prompt/response batch has a few target tokens
+    per example, and on a 49k-token vocabulary ``lm_head`` over every position costs as much
+    as several decoder blocks, forward and backward. Without it: ``(batch, length, vocab)``.
+    """
 
     pooling = "none"  # no sentence pooling: every position predicts the next token
 
@@ -32,9 +43,15 @@ class CausalLM(nn.Module):
         super().__init__()
         self.backbone = lm
         self.config = lm.config
+        self.packs_logits = not any(getattr(lm.config, k, None) for k in _LOGIT_TRANSFORMS)
 
-    def forward(self, input_ids, attention_mask, **_) -> torch.Tensor:
-        return self.backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+    def forward(self, input_ids, attention_mask, logits_at: torch.Tensor | None = None, **_) -> torch.Tensor:
+        if logits_at is None or not self.packs_logits:
+            logits = self.backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+            return logits if logits_at is None else logits[:, :-1][logits_at]
+        hidden = self.backbone.base_model(input_ids=input_ids, attention_mask=attention_mask,
+                                          use_cache=False).last_hidden_state  # after the final norm
+        return self.backbone.get_output_embeddings()(hidden[:, :-1][logits_at])
 
     @torch.no_grad()
     def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, max_new_tokens: int,

@@ -54,29 +54,35 @@ class CausalLanguageModeling:
         return backbone if isinstance(backbone, CausalLM) else CausalLM(backbone)
 
     def split(self, batch: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], Any]:
+        """The labels stay whole; the model is asked for logits at the target positions only."""
         inputs = dict(batch)
-        return inputs, inputs.pop("labels", None)
+        labels = inputs.pop("labels", None)
+        if labels is not None:
+            inputs["logits_at"] = labels[:, 1:] != IGNORE
+        return inputs, labels
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        logits, labels = _shifted(outputs, targets)
-        return nn.functional.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE)
+        logits, labels = _targets(outputs, targets)
+        if labels.numel() == 0:  # a batch with nothing to predict teaches nothing (and a mean of none is NaN)
+            return logits.sum() * 0.0
+        return nn.functional.cross_entropy(logits.float(), labels)
 
     def keep(self, outputs: torch.Tensor, targets: torch.Tensor | None) -> dict[str, torch.Tensor]:
         """Per example: summed token loss, target tokens, tokens right, all right (small, on the CPU)."""
         if targets is None:
             return {"next_token": outputs[:, -1].argmax(-1).cpu()}
-        logits, labels = _shifted(outputs, targets)
-        scored = labels != IGNORE
-        token_loss = nn.functional.cross_entropy(
-            logits.float().transpose(1, 2), labels, ignore_index=IGNORE, reduction="none"
-        )
-        right = (logits.argmax(-1) == labels) & scored
-        count = scored.sum(1)
+        logits, labels = _targets(outputs, targets)
+        rows = (targets[:, 1:] != IGNORE).nonzero()[:, 0]  # the example of each target, row-major like the logits
+        size = targets.size(0)
+        token_loss = nn.functional.cross_entropy(logits.float(), labels, reduction="none").double()
+        right = (logits.argmax(-1) == labels).long()
+        count = torch.bincount(rows, minlength=size)
+        hits = torch.zeros(size, dtype=torch.long, device=rows.device).index_add_(0, rows, right)
         return {
-            "loss_sum": token_loss.sum(1).double().cpu(),
+            "loss_sum": torch.zeros(size, dtype=torch.double, device=rows.device).index_add_(0, rows, token_loss).cpu(),
             "tokens": count.cpu(),
-            "right": right.sum(1).cpu(),
-            "exact": ((right.sum(1) == count) & (count > 0)).cpu(),
+            "right": hits.cpu(),
+            "exact": ((hits == count) & (count > 0)).cpu(),
         }
 
     def metrics(self, kept: list[dict[str, torch.Tensor]]) -> dict[str, Any]:
@@ -102,5 +108,10 @@ class CausalLanguageModeling:
         return {"next_token": outputs[:, -1].argmax(-1).tolist()}
 
 
-def _shifted(outputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    return outputs[:, :-1], targets[:, 1:]
+def _targets(outputs: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits, token ids) of every target, row-major. ``outputs`` are packed logits (a model given
+    ``logits_at``) or full ``(batch, length, vocab)`` logits, whose position t predicts token t+1."""
+    scored = labels[:, 1:] != IGNORE
+    if outputs.dim() == 3:
+        outputs = outputs[:, :-1][scored]
+    return outputs, labels[:, 1:][scored]
