@@ -4,7 +4,7 @@ The protocol's ``smollm2_sst2_500`` task (bench/protocol.yaml): 500 training row
 review: <sentence> Is this review positive or negative?" (the question last, so a long review loses
 its start, never the question), response ``positive`` / ``negative`` through the model's chat template; 100 other training rows for validation, 300 seeded SST-2 dev
 rows for test; max length 64, 2 epochs, seeds 0-2. Plans: full, top_k:8 (a quarter of the 30
-blocks), lower_half, LoRA on all blocks, LoRA on the top half, and ``auto``.
+blocks), lower_half, LoRA on all blocks, on the top half and on the top 8 blocks, and ``auto``.
 
 Reported per plan (mean ± sd over seeds): exact match on test after greedy decoding (teacher-forced,
 which equals it: tasks/causal_lm.py), WikiText-2 perplexity before and after (first 4,096 tokens),
@@ -33,7 +33,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import protocol  # noqa: E402
 
 KEY = "smollm2_sst2_500"
-PLANS = ["full", "top_k:8", "lower_half", "lora:r=8", "lora:r=8:blocks=15-29", "auto"]
+PLANS = ["full", "top_k:8", "lower_half", "lora:r=8", "lora:r=8:blocks=15-29", "lora:r=8:blocks=22-29", "auto"]
 RESULTS = protocol.ROOT / "bench" / "results"
 ZERO_SHOT = RESULTS / "causal_lm_zero_shot.json"
 log = logging.getLogger("freezetune")

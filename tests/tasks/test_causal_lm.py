@@ -166,3 +166,21 @@ def test_logits_at_target_positions_only_equal_the_full_logits_there(arch):
     assert torch.allclose(TASK.loss(packed, labels), TASK.loss(full, labels), atol=1e-6)
     a, b = TASK.keep(packed, labels), TASK.keep(full, labels)
     assert all(torch.allclose(a[k].double(), b[k].double(), atol=1e-5) for k in a)
+
+
+def test_auto_lora_puts_adapters_on_the_blocks_the_scorer_chose():
+    from freezetune.scoring.resolve import resolve_strategy
+    from freezetune.scoring.sample import sample_batches
+
+    data, fmt = chat_data(24)
+    model = CausalLM(tiny_decoder("llama", vocab_size=len(fmt.tokenizer)))
+    sample = lambda: sample_batches(data, seed=0, pad_token_id=1)  # noqa: E731
+    chosen = resolve_strategy("auto:budget=2", model, task=TASK, sample=sample).strategy
+    adapted = resolve_strategy("auto:budget=2:lora=4", model, task=TASK, sample=sample)
+    plan = adapted.strategy
+    assert plan.lora.r == 4 and plan.lora.blocks == chosen.blocks and plan.blocks == ()
+    assert "LoRA r=4 on the chosen blocks" in adapted.selections[-1]["explanation"]
+    tuner = Finetuner(model, plan, task=TASK, epochs=1, batch_size=8, progress=False, pad_token_id=1)
+    adapters = {n.split(".")[3] for n, p in tuner.model.named_parameters() if p.requires_grad and "lora_" in n}
+    assert adapters == {str(b) for b in chosen.blocks}
+    tuner.fit(data)

@@ -143,7 +143,10 @@ class DataConfig:
 class ModelConfig:
     """Which model, and how it pools."""
 
-    model: str | None = option(None, "model folder (or Hub name when online); default: the embedded all-MiniLM-L6-v2")
+    model: str | None = option(
+        None, "model folder (or Hub name when online); default: the embedded all-MiniLM-L6-v2, or for "
+        "--task causal-lm the embedded SmolLM2-135M-Instruct (GGUF, dequantized)"
+    )
     gguf_file: str | None = option(None, "GGUF file inside --model to load (dequantized to float32)")
     pooling: str = option(
         "auto", "sentence pooling; auto reads the model's own (MiniLM: mean)", choices=("auto", "cls", "mean", "last")

@@ -61,7 +61,9 @@ class RunSpec:
             data.label_column = data.label_column or defaults.DEFAULT_LABEL_COLUMN
         data.text_column = data.text_column or "text"
         data.label_column = data.label_column or "label"
-        if model.model is None:
+        if model.model is None and data.task == CAUSAL_LM:  # the embedded decoder: SmolLM2-135M-Instruct
+            model.model, model.gguf_file = defaults.smollm2_gguf()
+        elif model.model is None:
             model.model = defaults.default_model_path()
         train = TrainConfig(**asdict(self.train))
         return RunSpec(self.strategy, data, model, train, self.output, self.overwrite)

@@ -21,11 +21,18 @@ from dataclasses import replace
 from freezetune.core.causal_lm import CausalLM
 from freezetune.core.errors import FreezetuneError
 from freezetune.core.layout import LayerMap
-from freezetune.core.plan import Plan
+from freezetune.core.plan import LoraSpec, Plan
 from freezetune.scoring.race import chosen_plan, explain_race, race_plan, race_record
 from freezetune.scoring.sample import DEFAULT_SAMPLES
 from freezetune.scoring.scorers import TENSOR_SCORERS, score
-from freezetune.scoring.select import check_budget, explain, explain_tensors, select_blocks, select_tensors
+from freezetune.scoring.select import (
+    check_budget,
+    compact,
+    explain,
+    explain_tensors,
+    select_blocks,
+    select_tensors,
+)
 from freezetune.strategies.registry import ResolveContext, register
 from freezetune.tasks.causal_lm import CausalLanguageModeling
 from freezetune.tasks.classification import SequenceClassification
@@ -55,28 +62,45 @@ DEFAULT_METHOD = "score"
         "contiguous": "train a contiguous top suffix (its frozen prefix can be cached) instead of the top blocks",
         "granularity": "block, or tensor: pick individual weight tensors (needs gradient, snr or fisher)",
         "threshold": "granularity=tensor: every block tensor scoring at least this (0..1) instead of a budget",
+        "lora": "put LoRA adapters of this rank on the chosen blocks instead of training them (LoRA on a "
+                "scorer's blocks), e.g. auto:lora=8",
     },
 )
 def auto(layers: LayerMap, context: ResolveContext, scorer: str = "gradient", method: str = "",
          budget: float | None = None, retention: float | None = None, share: float = 0.25, eta: int = 3,
          rates: str = "1", contiguous: bool = True, granularity: str = "block",
-         threshold: float | None = None) -> Plan:
+         threshold: float | None = None, lora: int | None = None) -> Plan:
     """Choose where to fine-tune for the best task metric, under an optional cost cap and retention floor."""
     method = method or ("race" if retention is not None else DEFAULT_METHOD)  # a retention floor is measured by racing
     if method not in METHODS:
         raise FreezetuneError(f"unknown auto method {method!r}; choose score or race")
     if retention is not None and not 0 < retention <= 1:
         raise FreezetuneError(f"retention is the share of pretrained skill to keep, in (0, 1]; got {retention}")
+    if lora is not None and (lora < 1 or granularity != "block"):
+        raise FreezetuneError(f"auto:lora=R puts rank-R adapters on chosen blocks: R >= 1 and block granularity "
+                              f"(got lora={lora}, granularity={granularity})")
     if method == "race":
-        return _race(layers, context, budget=budget, retention=retention, share=share, eta=eta, rates=_factors(rates))
+        plan = _race(layers, context, budget=budget, retention=retention, share=share, eta=eta, rates=_factors(rates))
+        return _as_lora(plan, lora, layers, context)
     if retention is not None:
         raise FreezetuneError("retention=R is measured on briefly trained candidates: add method=race")
     if granularity == "tensor" and budget is None and threshold is None:
         budget = 0.25  # a tensor selection needs a bound; a quarter of the model is the documented default
     if granularity == "block" and budget is None:
         budget = layers.num_blocks  # no cap: any suffix may train
-    return auto_plan(layers, context, scorer=scorer, budget=budget, contiguous=contiguous, granularity=granularity,
+    plan = auto_plan(layers, context, scorer=scorer, budget=budget, contiguous=contiguous, granularity=granularity,
                      threshold=threshold)
+    return _as_lora(plan, lora, layers, context)
+
+
+def _as_lora(plan: Plan, rank: int | None, layers: LayerMap, context: ResolveContext) -> Plan:
+    """The chosen blocks get rank-``rank`` LoRA adapters and their base weights stay frozen (the head still trains)."""
+    if rank is None:
+        return plan
+    blocks = tuple(plan.trainable_blocks(layers.num_blocks))
+    adapted = Plan(lora=LoraSpec(r=rank, blocks=blocks), head=plan.head, spec=f"lora:r={rank}:blocks={compact(blocks)}")
+    context.selections[-1]["explanation"] += f"\nLoRA r={rank} on the chosen blocks instead: {adapted.spec}."
+    return adapted
 
 
 def _factors(text: str | float) -> tuple[float, ...]:
