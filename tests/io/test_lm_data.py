@@ -103,3 +103,30 @@ def test_txt_files_cannot_hold_prompt_response_pairs(tmp_path):
     path.write_text("good\n\nbad\n")
     with pytest.raises(FreezetuneError, match="plain text"):
         load_lm_data(path, tokenizer=tiny_tokenizer(), prompt_column="prompt", response_column="response")
+
+
+def test_a_text_exactly_max_length_long_is_kept_whole(tmp_path):
+    tok = tiny_tokenizer(chat=False)
+    path = tmp_path / "c.txt"
+    path.write_text("the film was very good .\n\nthe film was very good and fun .\n")  # 6 + EOS = 7 tokens
+    data = load_lm_data(path, tokenizer=tok, max_length=7, eval_path=path)
+    assert [len(x) for x in data.train["input_ids"]] == [7, 7]
+    assert data.truncated["train"] == 1 and data.dropped["train"] == 0
+
+
+def test_a_template_whose_turn_ends_before_eos_stops_there(tmp_path):
+    from freezetune.io.lm_data import PromptFormat
+
+    tok = tiny_tokenizer()
+    tok.add_special_tokens({"eos_token": "<s>"})  # like a base model: EOS is not the turn's end
+    fmt = PromptFormat.choose(tok, "auto")
+    turn_end = tok.convert_tokens_to_ids("<|im_end|>")
+    assert fmt.stop_ids == [tok.eos_token_id, turn_end]
+    ((_, response),) = fmt.pairs(["review good"], ["positive"])
+    assert response == [tok.convert_tokens_to_ids("positive"), turn_end]  # the template's trailing layout is cut
+
+
+def test_list_cells_are_values_not_a_crash(tmp_path):
+    path = write_jsonl(tmp_path / "d.jsonl", [{"text": ["good", "film"]}, {"text": "the film"}, {"text": ""}] * 2)
+    data = load_lm_data(path, tokenizer=tiny_tokenizer(chat=False), eval_path=path)
+    assert len(data.train) == 4 and data.dropped["train"] == 2

@@ -184,3 +184,19 @@ def test_auto_lora_puts_adapters_on_the_blocks_the_scorer_chose():
     adapters = {n.split(".")[3] for n, p in tuner.model.named_parameters() if p.requires_grad and "lora_" in n}
     assert adapters == {str(b) for b in chosen.blocks}
     tuner.fit(data)
+
+
+def test_models_whose_logits_are_more_than_lm_head_keep_the_full_path():
+    from transformers import Gemma2Config, Gemma2ForCausalLM
+
+    assert CausalLM(tiny_decoder("llama")).packs_logits
+    torch.manual_seed(0)
+    gemma = Gemma2ForCausalLM(Gemma2Config(hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                                           num_key_value_heads=1, intermediate_size=32, vocab_size=40, head_dim=8,
+                                           final_logit_softcapping=3.0))
+    model = CausalLM(gemma)
+    assert not model.packs_logits
+    ids = torch.tensor([[5, 6, 7, 8]])
+    at = torch.tensor([[False, True, True]])
+    full = model(ids, torch.ones_like(ids))
+    assert torch.allclose(model(ids, torch.ones_like(ids), logits_at=at), full[:, :-1][at])

@@ -41,7 +41,8 @@ def add_parser(commands) -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=64, metavar="N",
                         help="examples per forward pass (default: 64)")
     parser.add_argument("--max-length", type=int, default=None, metavar="N",
-                        help="tokens per example; longer texts are truncated (default: as in training)")
+                        help="tokens per example; longer texts are truncated, a causal LM's prompts from their start "
+                             "(default: as in training)")
     parser.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
     parser.set_defaults(run=run)
     return parser

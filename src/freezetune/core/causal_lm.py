@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from freezetune.core.errors import FreezetuneError
+from freezetune.core.model import is_decoder
 
 log = logging.getLogger("freezetune")
 
@@ -43,7 +44,33 @@ class CausalLM(nn.Module):
         super().__init__()
         self.backbone = lm
         self.config = lm.config
-        self.packs_logits = not any(getattr(lm.config, k, None) for k in _LOGIT_TRANSFORMS)
+        self.packs_logits = self._packing_agrees()
+
+    @torch.no_grad()
+    def _packing_agrees(self) -> bool:
+        """Whether ``lm_head`` on the base model's last hidden state gives the model's own logits.
+
+        A model whose logits are more (soft-capping, a scale, a multiplier some config field
+        names) keeps the full path, found by checking once on four tokens, not by a list of names.
+        """
+        lm = self.backbone
+        if lm.base_model is lm or lm.get_output_embeddings() is None:
+            return False
+        if any(getattr(lm.config, k, None) for k in _LOGIT_TRANSFORMS):
+            return False
+        modes = [(m, m.training) for m in lm.modules()]
+        lm.eval()
+        try:
+            with torch.random.fork_rng(devices=[]):  # the check must not move the run's random stream
+                ids = torch.arange(4, device=lm.device)[None] % lm.config.vocab_size
+                mask = torch.ones_like(ids)
+                full = lm(input_ids=ids, attention_mask=mask, use_cache=False).logits
+                hidden = getattr(lm.base_model(input_ids=ids, attention_mask=mask, use_cache=False),
+                                 "last_hidden_state", None)
+                return hidden is not None and torch.allclose(lm.get_output_embeddings()(hidden), full, atol=1e-4)
+        finally:
+            for module, training in modes:
+                module.train(training)
 
     def forward(self, input_ids, attention_mask, logits_at: torch.Tensor | None = None, **_) -> torch.Tensor:
         if logits_at is None or not self.packs_logits:
@@ -79,5 +106,8 @@ def load_causal_lm(model_path: str | Path, *, gguf_file: str | None = None,
             f"cannot load {model_path} as a causal language model: {first} "
             "(give a local decoder folder with --model, and --gguf-file for a GGUF file in it)"
         ) from None
+    if not is_decoder(lm.config):  # BERT loads as BertLMHeadModel, but it was never trained to continue text
+        raise FreezetuneError(f"{model_path} is an encoder ({lm.config.model_type}), not a causal language model: "
+                              "use it with --task classification, or give a decoder with --model")
     log.info("loaded %s (%s)", model_path, type(lm).__name__)
     return CausalLM(lm)

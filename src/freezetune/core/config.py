@@ -101,7 +101,10 @@ class DataConfig:
         None, "training file (CSV, TSV, JSONL, Parquet; .txt for causal-lm: one example per paragraph); "
         "default: the embedded tweets (classification only)"
     )
-    eval_data: str | None = option(None, "validation file for model selection; default: a stratified split of --data")
+    eval_data: str | None = option(
+        None, "validation file for model selection; default: a seeded split of --data (stratified by label "
+        "for classification)"
+    )
     test_data: str | None = option(None, "test file for the reported numbers; without it they are validation numbers")
     text_column: str | None = option(None, "column holding the text (default: text)")
     text_pair_column: str | None = option(None, "second text column for sentence pairs")
@@ -121,7 +124,10 @@ class DataConfig:
     )
     encoding: str = option("auto", "text encoding of the files; auto tries UTF-8, then detects (e.g. latin-1)")
     header: bool = option(True, "the files have a header row (--no-header: columns are named 0, 1, 2, ...)")
-    max_length: int = option(128, "tokens per example; longer texts are truncated (counted in the log)")
+    max_length: int = option(
+        128, "tokens per example; longer texts are truncated (causal-lm: a prompt loses its start, never the "
+        "response), counted in the log and metrics.json"
+    )
     max_train_rows: int | None = option(None, "use a stratified sample of this many training rows")
     max_eval_rows: int | None = option(None, "use at most this many validation/test rows")
     validation_fraction: float = option(0.1, "share of --data held out for validation when --eval-data is absent")

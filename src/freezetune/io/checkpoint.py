@@ -190,6 +190,14 @@ def _read_tensors(folder: Path, meta: dict) -> dict[str, torch.Tensor]:
     return tensors
 
 
+def load_base(meta: dict, base_path: str | None = None) -> nn.Module:
+    """The untrained model a checkpoint's tensors go into: a classifier (fresh head) or a causal LM."""
+    base, gguf_file = base_path or meta["base_model"], meta.get("gguf_file")
+    if meta.get("task", CLASSIFICATION) == CAUSAL_LM:
+        return load_causal_lm(base, gguf_file=gguf_file)
+    return load_classifier(base, len(meta["label_names"]), pooling=meta["pooling"], gguf_file=gguf_file)
+
+
 def load_checkpoint(
     folder: str | os.PathLike[str], *, base_path: str | None = None
 ) -> tuple[nn.Module, Any, dict]:
@@ -202,10 +210,7 @@ def load_checkpoint(
     tensors = _read_tensors(folder, meta)
     base = base_path or meta["base_model"]
     gguf_file = meta.get("gguf_file")
-    if meta.get("task", CLASSIFICATION) == CAUSAL_LM:
-        model = load_causal_lm(base, gguf_file=gguf_file)
-    else:
-        model = load_classifier(base, len(meta["label_names"]), pooling=meta["pooling"], gguf_file=gguf_file)
+    model = load_base(meta, base_path)
     found = base_fingerprint(model.backbone)
     if found != meta["base_fingerprint"]:
         raise FreezetuneError(

@@ -43,7 +43,8 @@ class ClassificationData:
     text_columns: tuple[str, ...]
 
 
-def _is_missing(value: Any) -> bool:
+def is_missing(value: Any) -> bool:
+    """An empty or blank text, None or NaN (a list or dict cell is a value, not missing)."""
     if isinstance(value, str):
         return not value.strip()
     return pd.api.types.is_scalar(value) and bool(pd.isna(value))
@@ -62,27 +63,46 @@ def _sort_labels(names: set[str]) -> list[str]:
     return sorted(names)
 
 
+def read_columns(path: str | Path, columns: Sequence[str], *, encoding: str, header: bool,
+                 flags: str) -> tuple[pd.DataFrame, int]:
+    """Read a file, check it has ``columns`` (``flags`` name the options that choose them), drop the
+    rows missing any of them; return (rows, how many were dropped)."""
+    frame = read_table(path, encoding=encoding, header=header)
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise FreezetuneError(
+            f"{path} has no column {', '.join(map(repr, missing))}; its columns are "
+            f"{', '.join(map(repr, frame.columns))}: choose them with {flags}"
+        )
+    frame = frame[list(columns)]
+    keep = ~frame.map(is_missing).any(axis=1)
+    dropped = int((~keep).sum())
+    if dropped:
+        logger.warning("%s: dropped %d of %d rows with a missing %s", path, dropped, len(frame), " or ".join(columns))
+    frame = frame[keep].reset_index(drop=True)
+    if frame.empty:
+        raise FreezetuneError(f"{path} has no data rows with {' and '.join(columns)} filled in")
+    return frame, dropped
+
+
+def validation_size(rows: int, fraction: float, max_eval_rows: int | None) -> int:
+    """Rows split off for validation: the fraction, at least one row each side, capped by max_eval_rows."""
+    return min(max(1, round(fraction * rows)), rows - 1, max_eval_rows or rows)
+
+
+def check_split_options(validation_fraction: float, max_length: int) -> None:
+    if not 0 < validation_fraction < 1:
+        raise FreezetuneError(f"validation fraction must be between 0 and 1, got {validation_fraction}")
+    if max_length < 2:
+        raise FreezetuneError(f"max length must be at least 2 tokens, got {max_length}")
+
+
 def _read_split(
     path: str | Path, columns: Sequence[str], label_column: str, *, encoding: str, header: bool
 ) -> tuple[pd.DataFrame, int]:
     """Read a file, check its columns, drop rows missing a text or label; return (rows, dropped)."""
-    frame = read_table(path, encoding=encoding, header=header)
-    wanted = [*columns, label_column]
-    missing = [c for c in wanted if c not in frame.columns]
-    if missing:
-        raise FreezetuneError(
-            f"{path} has no column {', '.join(map(repr, missing))}; its columns are "
-            f"{', '.join(map(repr, frame.columns))}: choose them with --text-column / --label-column"
-            + (" / --text-pair-column" if len(columns) > 1 else "")
-        )
-    frame = frame[wanted]
-    keep = ~frame.map(_is_missing).any(axis=1)
-    dropped = int((~keep).sum())
-    if dropped:
-        logger.warning("%s: dropped %d of %d rows with a missing text or label", path, dropped, len(frame))
-    frame = frame[keep].reset_index(drop=True)
-    if frame.empty:
-        raise FreezetuneError(f"{path} has no data rows with both a text and a label")
+    flags = "--text-column / --label-column" + (" / --text-pair-column" if len(columns) > 1 else "")
+    frame, dropped = read_columns(path, [*columns, label_column], encoding=encoding, header=header, flags=flags)
     frame[label_column] = frame[label_column].map(_label_name)
     return frame, dropped
 
@@ -165,10 +185,7 @@ def load_classification_data(
     a seeded, stratified `validation_fraction` of the training rows. `max_eval_rows` caps
     the validation set (either source); the test set is never subsampled.
     """
-    if not 0 < validation_fraction < 1:
-        raise FreezetuneError(f"validation fraction must be between 0 and 1, got {validation_fraction}")
-    if max_length < 2:
-        raise FreezetuneError(f"max length must be at least 2 tokens, got {max_length}")
+    check_split_options(validation_fraction, max_length)
     columns = tuple(str(c) for c in (text_column, text_pair_column) if c is not None)
     label_column = str(label_column)
     read = partial(_read_split, columns=columns, label_column=label_column, encoding=encoding, header=header)
@@ -183,7 +200,7 @@ def load_classification_data(
         if len(train) < 2:
             raise FreezetuneError(f"{train_path} has too few rows to split off a validation set: give --eval-data")
         # At least one row each side; max_eval_rows caps the validation side.
-        size = min(max(1, round(validation_fraction * len(train))), len(train) - 1, max_eval_rows or len(train))
+        size = validation_size(len(train), validation_fraction, max_eval_rows)
         rest, taken = _split_indices(train[label_column].tolist(), size, seed)
         train, validation = train.iloc[rest].reset_index(drop=True), train.iloc[taken].reset_index(drop=True)
         source = f"split of training data (seed {seed}, fraction {validation_fraction})"

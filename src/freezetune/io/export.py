@@ -173,6 +173,8 @@ def _loaded(checkpoint_folder, to_folder, base_path: str | None):
     to = Path(to_folder)
     check_new_folder(to, "--to")
     model, tokenizer, meta = load_checkpoint(folder, base_path=base_path)
+    if meta.get("task") == CAUSAL_LM:
+        tokenizer.padding_side = "left"  # saved with the export: batched generation needs it
     layers = LayerMap.from_model(model)
     lora_targets = sorted(n for n, m in model.named_modules() if hasattr(m, "lora_A"))
     trained = trained_summary(meta, layers.unit_for, lora_targets)

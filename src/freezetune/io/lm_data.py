@@ -20,6 +20,7 @@ truncation, at the cost of attention across example borders.
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,11 +31,11 @@ import numpy as np
 import pandas as pd
 
 from freezetune.core.errors import FreezetuneError
-from freezetune.io.tables import read_table
+from freezetune.io.data import check_split_options, read_columns, validation_size
+from freezetune.io.loader import IGNORE
 
 logger = logging.getLogger("freezetune")
 
-IGNORE = -100
 CHAT_TEMPLATES = ("auto", "none")
 
 
@@ -66,6 +67,27 @@ class PromptFormat:
             raise FreezetuneError(f"--chat-template must be auto or none, got {chat_template!r}")
         return cls(tokenizer, chat_template == "auto" and bool(getattr(tokenizer, "chat_template", None)))
 
+    @functools.cached_property
+    def stop_ids(self) -> list[int]:
+        """Tokens that end a response: EOS and, with a chat template, the token that ends its turn.
+
+        A base model's template may end a turn with a token other than EOS (Qwen2.5 base: EOS
+        ``<|endoftext|>``, turn end ``<|im_end|>``): it is the first special token the template
+        writes after an answer.
+        """
+        eos = self.tokenizer.eos_token_id
+        stops = [eos] if eos is not None else []
+        if self.chat_template:
+            prompt = self.prompts(["?"])[0]
+            answered = self._render([{"role": "user", "content": "?"}, {"role": "assistant", "content": "yes"}], False)
+            after = self.tokenizer(answered, add_special_tokens=False)["input_ids"][len(prompt):]
+            special = {i for i, t in self.tokenizer.added_tokens_decoder.items() if t.special}
+            special = (special | set(self.tokenizer.all_special_ids)) - {self.tokenizer.unk_token_id}  # "yes" unknown
+            turn_end = next((t for t in after if t in special), None)
+            if turn_end is not None and turn_end not in stops:
+                stops.append(turn_end)
+        return stops
+
     def prompts(self, prompts: list[str]) -> list[list[int]]:
         if not self.chat_template:
             return self.tokenizer(prompts, add_special_tokens=True)["input_ids"]
@@ -74,10 +96,9 @@ class PromptFormat:
 
     def pairs(self, prompts: list[str], responses: list[str]) -> list[tuple[list[int], list[int]]]:
         prompt_ids = self.prompts(prompts)
-        eos = self.tokenizer.eos_token_id
         if not self.chat_template:
             responses_ids = self.tokenizer(responses, add_special_tokens=False)["input_ids"]
-            return [(p, r + ([eos] if eos is not None else [])) for p, r in zip(prompt_ids, responses_ids)]
+            return [(p, ended(r, self.stop_ids)) for p, r in zip(prompt_ids, responses_ids)]
         rendered = [self._render([{"role": "user", "content": p}, {"role": "assistant", "content": r}], False)
                     for p, r in zip(prompts, responses)]
         out = []
@@ -86,8 +107,9 @@ class PromptFormat:
                 raise FreezetuneError("the tokenizer's chat template does not extend the prompt with the response: "
                                       "use --chat-template none")
             response = full[len(p):]
-            if eos is not None and eos in response:  # the end-of-turn token ends it; what follows is layout
-                response = response[: response.index(eos) + 1]
+            cut = [response.index(t) for t in self.stop_ids if t in response]
+            if cut:  # the end-of-turn token ends it; what follows is the template's layout
+                response = response[: min(cut) + 1]
             out.append((p, response))
         return out
 
@@ -95,28 +117,19 @@ class PromptFormat:
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
 
 
+def ended(ids: list[int], stops: list[int]) -> list[int]:
+    """``ids`` ending with a stop token (the first of ``stops``, EOS, unless one already ends it)."""
+    return ids if not stops or (ids and ids[-1] in stops) else [*ids, stops[0]]
+
+
 def read_texts(path: str | Path, columns: tuple[str, ...], *, encoding: str, header: bool) -> tuple[pd.DataFrame, int]:
     """The file's rows for ``columns`` (a ``.txt`` file: its paragraphs), without rows missing a value."""
-    path = Path(path)
-    if path.suffix.lower() == ".txt" and columns != ("text",):
+    if Path(path).suffix.lower() == ".txt" and columns != ("text",):
         raise FreezetuneError(f"{path} is plain text: it has no {' / '.join(columns)} columns; use a table "
                               "(CSV, JSONL) for prompt/response data")
-    frame = read_table(path, encoding=encoding, header=header)
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise FreezetuneError(
-            f"{path} has no column {', '.join(map(repr, missing))}; its columns are "
-            f"{', '.join(map(repr, frame.columns))}: choose them with --text-column, or --prompt-column "
-            "and --response-column"
-        )
-    frame = frame[list(columns)]
-    empty = frame.map(lambda v: not str(v).strip() if isinstance(v, str) else bool(pd.isna(v))).any(axis=1)
-    if empty.all():
-        raise FreezetuneError(f"{path} has no rows with {' and '.join(columns)} filled in")
-    if empty.any():
-        logger.warning("%s: dropped %d of %d rows with an empty %s", path, int(empty.sum()), len(frame),
-                       " or ".join(columns))
-    return frame[~empty].astype(str).reset_index(drop=True), int(empty.sum())
+    frame, dropped = read_columns(path, columns, encoding=encoding, header=header,
+                                  flags="--text-column, or --prompt-column and --response-column")
+    return frame.astype(str), dropped
 
 
 def encode(frame: pd.DataFrame, columns: tuple[str, ...], fmt: PromptFormat, max_length: int, pack: bool,
@@ -125,9 +138,8 @@ def encode(frame: pd.DataFrame, columns: tuple[str, ...], fmt: PromptFormat, max
     if len(columns) == 2:
         pairs = fmt.pairs(frame[columns[0]].tolist(), frame[columns[1]].tolist())
     else:
-        eos = fmt.tokenizer.eos_token_id
         ids = fmt.tokenizer(frame[columns[0]].tolist(), add_special_tokens=True)["input_ids"]
-        pairs = [([], x + ([eos] if eos is not None and (not x or x[-1] != eos) else [])) for x in ids]
+        pairs = [([], ended(x, fmt.stop_ids)) for x in ids]
     examples: list[tuple[list[int], list[int]]] = []
     truncated = no_target = 0
     for prompt, target in pairs:
@@ -137,11 +149,11 @@ def encode(frame: pd.DataFrame, columns: tuple[str, ...], fmt: PromptFormat, max
         if pack:
             examples.append((prompt + target, [IGNORE] * len(prompt) + target))
             continue
-        room = max_length - len(target)
-        if not prompt and room < 0:  # plain text: keep its start, every kept token is a target
-            truncated += 1
+        if not prompt:  # plain text: keep its start; every kept token is a target
+            truncated += len(target) > max_length
             examples.append((target[:max_length], target[:max_length]))
             continue
+        room = max_length - len(target)
         if room < 1:  # the response alone fills the window: nothing to condition on, never cut it
             no_target += 1
             continue
@@ -158,7 +170,7 @@ def encode(frame: pd.DataFrame, columns: tuple[str, ...], fmt: PromptFormat, max
         logger.warning("%d of %d %s examples had no response tokens left within max_length=%d and were dropped",
                        no_target, len(frame), split, max_length)
     if not examples:
-        raise FreezetuneError(f"no {split} example has a response token within --max-length {max_length}: "
+        raise FreezetuneError(f"no {split} example has a token to learn within --max-length {max_length}: "
                               "raise --max-length or shorten the prompts")
     rows = {"input_ids": [x for x, _ in examples], "attention_mask": [[1] * len(x) for x, _ in examples],
             "labels": [y for _, y in examples]}
@@ -174,6 +186,7 @@ def _pack(examples: list[tuple[list[int], list[int]]], max_length: int) -> list[
 
 
 def _sample(frame: pd.DataFrame, limit: int | None, seed: int) -> pd.DataFrame:
+    """A seeded sample of ``limit`` rows in file order (no labels to stratify by)."""
     if limit is None or limit >= len(frame):
         return frame
     if limit < 1:
@@ -195,16 +208,13 @@ def load_lm_data(
     holds the text. Without ``eval_path`` the validation set is a seeded ``validation_fraction``
     of the training rows; ``max_train_rows`` / ``max_eval_rows`` take seeded samples.
     """
-    if not 0 < validation_fraction < 1:
-        raise FreezetuneError(f"validation fraction must be between 0 and 1, got {validation_fraction}")
-    if max_length < 2:
-        raise FreezetuneError(f"max length must be at least 2 tokens, got {max_length}")
+    check_split_options(validation_fraction, max_length)
     if (prompt_column is None) != (response_column is None):
         raise FreezetuneError("prompt/response data needs both --prompt-column and --response-column")
     columns = (prompt_column, response_column) if prompt_column else (text_column or "text",)
     columns = tuple(str(c) for c in columns)
     fmt = PromptFormat.choose(tokenizer, chat_template)
-    read = lambda path: read_texts(path, columns, encoding=encoding, header=header)  # noqa: E731
+    read = functools.partial(read_texts, columns=columns, encoding=encoding, header=header)
 
     train, dropped_train = read(train_path)
     train = _sample(train, max_train_rows, seed)
@@ -212,7 +222,7 @@ def load_lm_data(
     if eval_path is None:
         if len(train) < 2:
             raise FreezetuneError(f"{train_path} has too few rows to split off a validation set: give --eval-data")
-        size = min(max(1, round(validation_fraction * len(train))), len(train) - 1, max_eval_rows or len(train))
+        size = validation_size(len(train), validation_fraction, max_eval_rows)
         taken = np.random.default_rng(seed).permutation(len(train))[:size]
         chosen = np.zeros(len(train), dtype=bool)
         chosen[taken] = True

@@ -18,6 +18,8 @@ from torch.utils.data import DataLoader, Sampler
 
 from freezetune.core.errors import FreezetuneError
 
+IGNORE = -100  # the label losses skip: padding, and a causal LM's prompt tokens
+
 
 def _as_list(values: Any) -> list:
     return values.tolist() if hasattr(values, "tolist") else list(values)
@@ -47,7 +49,7 @@ def collate(features: Sequence[Mapping[str, Any]], pad_token_id: int = 0) -> dic
         labels = [f["labels"] for f in features]
         if isinstance(labels[0], (list, tuple)) or getattr(labels[0], "ndim", 0) > 0:
             rows = [_as_list(x) for x in labels]
-            batch["labels"] = pad(rows, -100, max(len(r) for r in rows))
+            batch["labels"] = pad(rows, IGNORE, max(len(r) for r in rows))
         else:
             batch["labels"] = torch.tensor([int(x) for x in labels], dtype=torch.long)
     return batch

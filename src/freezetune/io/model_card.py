@@ -182,8 +182,12 @@ def model_card(info: dict[str, Any], meta: dict[str, Any], *, folder: str, train
                  "model with freezetune's pooling code (`modeling_freezetune.py`, hence "
                  "`trust_remote_code=True`) and an untrained head; the adapter carries the trained one.", ""]
     if causal:
-        body += ["Generate greedily as freezetune does: `model.generate(**tokenizer(prompts, return_tensors='pt', "
-                 "padding=True), do_sample=False, max_new_tokens=...)` (left padding for batches).", ""]
+        chat = (meta.get("config") or {}).get("chat_template", "auto") != "none"
+        encode = ("tokenizer.apply_chat_template([{'role': 'user', 'content': prompt}], add_generation_prompt=True, "
+                  "return_tensors='pt', return_dict=True)" if chat else "tokenizer(prompt, return_tensors='pt')")
+        body += ["Generate greedily as `freezetune predict` does (the tokenizer pads on the left for batches"
+                 + (", and the run rendered prompts with the chat template when the tokenizer has one" if chat else "")
+                 + f"): `model.generate(**{encode}, do_sample=False, max_new_tokens=32)`.", ""]
     else:
         body += ["Predict: `model(**tokenizer(texts, return_tensors='pt', padding=True, truncation=True))"
                  ".logits.argmax(-1)`, names in `model.config.id2label`.", ""]

@@ -104,7 +104,7 @@ def read_table(
 def _parse_text(text: str, fmt: str, header: bool) -> pd.DataFrame:
     """Parse decoded text; `pd.errors.ParserError` / `ValueError` on malformed input."""
     if fmt == "text":  # plain text: each paragraph (blank-line separated) is a row of column "text"
-        paragraphs = [" ".join(p.split()) for p in re.split(r"\n\s*\n", text)]
+        paragraphs = [p.strip() for p in re.split(r"\n\s*\n", text)]  # its own line breaks stay
         return pd.DataFrame({"text": [p for p in paragraphs if p]})
     if fmt in ("csv", "tsv"):
         return pd.read_csv(

@@ -12,12 +12,12 @@ import logging
 import os
 from pathlib import Path
 
-import pandas as pd
 import torch
 
 from freezetune.core.causal_lm import CausalLM
 from freezetune.core.errors import FreezetuneError
 from freezetune.core.helpers import atomic_write, pick_device
+from freezetune.io.data import is_missing
 from freezetune.io.lm_data import PromptFormat
 from freezetune.io.tables import read_table
 
@@ -36,20 +36,20 @@ def generate(model: CausalLM, fmt: PromptFormat, prompts: list[str], *, max_new_
     """The new tokens of each prompt's greedy continuation (without padding or the end token)."""
     from tqdm.auto import tqdm
 
-    tokenizer = fmt.tokenizer
-    pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
+    stops = fmt.stop_ids  # EOS, and the chat template's end of turn when it differs
+    pad = fmt.tokenizer.pad_token_id
+    pad = pad if pad is not None else (stops[0] if stops else 0)  # never attended: any id does
     device = pick_device()
     model.to(device).eval()
     encoded = [ids[-max_length:] for ids in fmt.prompts(prompts)]
     out: list[list[int]] = []
     for start in tqdm(range(0, len(encoded), batch_size), desc="generate", disable=not progress, leave=False):
         ids, mask = left_padded(encoded[start:start + batch_size], pad)
-        new = model.generate(ids.to(device), mask.to(device), max_new_tokens=max_new_tokens, eos_token_id=eos,
-                             pad_token_id=pad)
+        new = model.generate(ids.to(device), mask.to(device), max_new_tokens=max_new_tokens,
+                             eos_token_id=stops or None, pad_token_id=pad)
         for row in new.tolist():
-            if eos in row:
-                row = row[: row.index(eos)]
-            out.append(row)
+            ends = [row.index(t) for t in stops if t in row]
+            out.append(row[: min(ends)] if ends else row)
     return out
 
 
@@ -66,7 +66,7 @@ def generate_file(model: CausalLM, tokenizer, meta: dict, data_path: str | os.Pa
     if "generation" in frame.columns:
         raise FreezetuneError(f"{data_path} already has a column 'generation'; rename it before predicting")
     fmt = PromptFormat.choose(tokenizer, config.get("chat_template", "auto"))
-    present = [i for i, v in enumerate(frame[column].tolist()) if not pd.isna(v) and str(v).strip()]
+    present = [i for i, v in enumerate(frame[column].tolist()) if not is_missing(v)]
     if len(present) < len(frame):
         log.info("%d of %d rows have no prompt; their generations are left empty", len(frame) - len(present),
                  len(frame))

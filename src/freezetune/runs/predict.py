@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -19,19 +18,13 @@ from freezetune.core.config import CAUSAL_LM
 from freezetune.core.errors import FreezetuneError
 from freezetune.core.helpers import atomic_write, model_inputs, pick_device
 from freezetune.io.checkpoint import load_checkpoint, read_meta
+from freezetune.io.data import is_missing
 from freezetune.io.tables import read_table
 from freezetune.runs.generate import generate_file
 
 log = logging.getLogger("freezetune")
 
 DEFAULT_MAX_LENGTH = 128
-
-
-def _is_missing(value: Any) -> bool:
-    try:
-        return value is None or bool(value != value)  # NaN
-    except (TypeError, ValueError):
-        return False
 
 
 def predict_file(
@@ -93,7 +86,7 @@ def predict_file(
     model, tokenizer, meta = load_checkpoint(checkpoint_folder, base_path=base_path)
     device = pick_device()
     model.to(device).eval()
-    rows = [i for i in range(len(frame)) if not any(_is_missing(frame[c].iloc[i]) for c in columns)]
+    rows = [i for i in range(len(frame)) if not any(is_missing(frame[c].iloc[i]) for c in columns)]
     if len(rows) < len(frame):
         log.info("%d of %d rows have no text; their predictions are left empty", len(frame) - len(rows), len(frame))
     probabilities = torch.full((len(frame), len(labels)), float("nan"))

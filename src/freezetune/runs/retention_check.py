@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 
-from freezetune.core.model import load_classifier
-from freezetune.io.checkpoint import load_checkpoint
+from freezetune.core.model import POOLINGS
+from freezetune.io.checkpoint import load_base, load_checkpoint
 from freezetune.measure.retention import measure, resolve_reference
 
 
@@ -25,8 +25,8 @@ def checkpoint_retention(
     the classifier's own pooling.
     """
     tuned, tokenizer, meta = load_checkpoint(checkpoint, base_path=base_path)
-    base = load_classifier(base_path or meta["base_model"], len(meta["label_names"]),
-                           pooling=tuned.pooling, gguf_file=meta.get("gguf_file"))
+    base = load_base(meta, base_path)
     kind = resolve_reference(tuned.backbone, reference, reference_data)
+    pooling = tuned.pooling if tuned.pooling in POOLINGS else "last"  # a causal LM pools nothing: its last token
     return measure(base.backbone, tuned.backbone, tokenizer, reference=kind, reference_data=reference_data,
-                   limit=limit, pooling="mean" if kind == "sts" else tuned.pooling)
+                   limit=limit, pooling="mean" if kind == "sts" else pooling)

@@ -17,7 +17,7 @@ from typing import Any
 from freezetune.core.config import CAUSAL_LM, DataConfig, ModelConfig, TrainConfig
 from freezetune.core.errors import FreezetuneError
 from freezetune.core.layout import LayerMap
-from freezetune.core.model import load_tokenizer
+from freezetune.core.model import POOLINGS, load_tokenizer
 from freezetune.io import defaults
 from freezetune.io.checkpoint import base_fingerprint, save_checkpoint
 from freezetune.io.data import ClassificationData
@@ -28,6 +28,7 @@ from freezetune.runs.timeline import Timeline
 from freezetune.scoring.resolve import Resolution, resolve_strategy
 from freezetune.scoring.sample import sample_batches
 from freezetune.strategies.registry import check_spec
+from freezetune.tasks.task import monitored_metric
 from freezetune.training.callbacks import Callback
 from freezetune.training.finetuner import Finetuner
 from freezetune.training.prefix_cache import CacheStore
@@ -87,7 +88,7 @@ class RunResult:
     test: dict[str, Any] | None
     data_summary: dict[str, Any]
     output: Path | None
-    headline: tuple[str, ...] = ("accuracy", "macro_f1", "mcc")  # the task's summary metrics, headline first
+    summary_metrics: tuple[str, ...] = ("accuracy", "macro_f1", "mcc")  # the task's, headline first
 
     def reported(self) -> tuple[str, dict[str, Any]]:
         """Which numbers to report: test when given, else (optimistic) validation."""
@@ -100,7 +101,8 @@ class RunResult:
             "task": self.spec.data.task,
             "reported_split": split,
             "reported_is_optimistic": split == "validation",
-            **{k: metrics[k] for k in self.headline if k in metrics},
+            "monitored": self.spec.train.metric,  # what picked the best epoch (and a sweep's best rate)
+            **{k: metrics[k] for k in self.summary_metrics if k in metrics},
             "lr": self.fit.lr,
             **{k: v for k, v in self.fit.costs.items() if k not in ("epoch_times_s", "retention")},
             **_retention_fields(self.fit.costs.get("retention")),
@@ -157,7 +159,7 @@ class Retention:
         d = spec.data
         self.kind = resolve_reference(model.backbone, d.retention, d.retention_data)
         self.options = dict(reference=self.kind, reference_data=d.retention_data, limit=d.retention_limit,
-                            pooling="mean" if self.kind == "sts" else model.pooling, max_length=d.max_length)
+                            pooling="mean" if self.kind == "sts" else _pooling(model), max_length=d.max_length)
         self.key = (spec.model.model, spec.model.gguf_file, model.pooling, *map(str, self.options.values()))
         # CKA compares with the untouched base, so keep a copy; sts/ppl only need its score.
         self.base = copy.deepcopy(model.backbone) if self.kind == "cka" else None
@@ -176,6 +178,11 @@ class Retention:
         if self.kind == "ppl":
             return scores["before"] / scores["after"]
         return scores["after"] / scores["before"] if scores["before"] else 0.0
+
+
+def _pooling(model) -> str:
+    """How CKA reads a model: its own pooling; a causal LM pools nothing, so its last token."""
+    return model.pooling if model.pooling in POOLINGS else "last"
 
 
 def resolve_for_run(spec: RunSpec, model, task, data: ClassificationData, tokenizer, caches: RunCaches,
@@ -220,8 +227,7 @@ def run_training(
         data = load_data(spec, tokenizer)
     caches = caches or RunCaches()
     task = make_task(spec, data)
-    if spec.train.metric == "auto":  # written out, so config.yaml and every selector name the monitored metric
-        spec.train.metric = task.default_metric
+    spec.train.metric = monitored_metric(task, spec.train.metric)  # written out: config.yaml names it
     model = load_model(spec, task)
     spec.model.pooling = model.pooling
     fingerprint = base_fingerprint(model.backbone) if run_dir else None  # before training changes it

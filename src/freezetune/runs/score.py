@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 
 from freezetune.core.errors import FreezetuneError
-from freezetune.core.model import load_classifier, load_tokenizer
-from freezetune.runs.run import RunSpec, load_data
+from freezetune.core.model import load_tokenizer
+from freezetune.runs.loading import load_data, load_model, make_task
+from freezetune.runs.run import RunSpec
 from freezetune.scoring.cost import run_estimate
 from freezetune.scoring.result import LayerScores
 from freezetune.scoring.sample import sample_batches
@@ -26,14 +27,15 @@ def score_training_data(spec: RunSpec, scorers: list[str], *, samples: int, seed
     spec = spec.resolved()
     tokenizer = load_tokenizer(spec.model.model, gguf_file=spec.model.gguf_file)
     data = load_data(spec, tokenizer)
+    task = make_task(spec, data)
+    model = load_model(spec, task)
     torch.manual_seed(seed)
-    model = load_classifier(spec.model.model, len(data.label_names), pooling=spec.model.pooling,
-                            gguf_file=spec.model.gguf_file)
     sample = sample_batches(data.train, size=samples, seed=seed, pad_token_id=tokenizer.pad_token_id or 0)
-    estimate = run_estimate(model, sample, rows=len(data.train), batch_size=len(sample[0]["labels"]), epochs=epochs)
+    estimate = run_estimate(model, sample, rows=len(data.train), batch_size=len(sample[0]["labels"]), epochs=epochs,
+                            task=task)
     results = []
     for name in names:
-        result = score(model, sample, name)
+        result = score(model, sample, name, task=task)
         result.details["share_of_full_run"] = result.seconds / estimate["run_s"]
         results.append(result)
     return results, estimate

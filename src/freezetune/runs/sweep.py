@@ -28,23 +28,15 @@ from freezetune.core.layout import LayerMap
 from freezetune.core.model import load_tokenizer
 from freezetune.core.plan import Plan
 from freezetune.io.rundir import RunDir
-from freezetune.runs.run import (
-    Retention,
-    RunCaches,
-    RunSpec,
-    check_metric,
-    load_data,
-    load_model,
-    make_task,
-    resolve_for_run,
-    run_training,
-)
+from freezetune.runs.loading import check_metric, load_data, load_model, make_task
+from freezetune.runs.run import Retention, RunCaches, RunSpec, resolve_for_run, run_training
 from freezetune.runs.tables import results_table
 from freezetune.scoring.resolve import Resolution, resolve_strategy
 from freezetune.scoring.select import compact
 from freezetune.strategies.lr_policy import default_lr
 from freezetune.strategies.registry import check_spec, needs_context
 from freezetune.strategies.schedules import Schedule, rate_plan
+from freezetune.tasks.task import monitored_metric
 
 log = logging.getLogger("freezetune")
 
@@ -121,8 +113,7 @@ def run_sweep(sweep: Sweep) -> list[dict[str, Any]]:
     tokenizer = load_tokenizer(base.model.model, gguf_file=base.model.gguf_file)
     data = load_data(replace(base, train=replace(base.train, seed=sweep.data_seed)), tokenizer)
     task = make_task(base, data)
-    if base.train.metric == "auto":
-        base = replace(base, train=replace(base.train, metric=task.default_metric))
+    base = replace(base, train=replace(base.train, metric=monitored_metric(task, base.train.metric)))
     caches = RunCaches()  # every run of this sweep reuses the same prefix caches and retention scores
 
     probe = load_model(base, task)
@@ -180,7 +171,7 @@ def _blocks(plan: Plan | Schedule) -> str:
 
 def _summary(result) -> dict[str, Any]:
     metric = result.spec.train.metric
-    return {**result.summary(), "monitored": metric, "validation_score": result.validation[metric]}
+    return {**result.summary(), "validation_score": result.validation[metric]}
 
 
 def _finished(folder: Path) -> dict[str, Any] | None:

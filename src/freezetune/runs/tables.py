@@ -52,7 +52,9 @@ def results_table(rows: list[dict[str, Any]]) -> str:
     headline = rows[0].get("headline", "accuracy").replace("_", " ") if rows else "accuracy"
     columns = [(k, h.format(headline=f"{split} {headline}"), f) for k, h, f in COLUMNS]
     # A task's second metric (classification: macro-F1, causal LM: perplexity) only where it was measured.
-    columns = [c for c in columns if c[0] not in METRIC_HEADERS or any(c[0] in r for r in rows)]
+    headline_key = rows[0].get("headline") if rows else None  # already shown as the mean ± std column
+    columns = [c for c in columns
+               if c[0] != headline_key and (c[0] not in METRIC_HEADERS or any(c[0] in r for r in rows))]
     if any("chosen" in r for r in rows):  # what a measuring strategy chose, per seed
         columns.insert(1, ("chosen", "chosen plan per seed", ""))
     return format_table(rows, columns)

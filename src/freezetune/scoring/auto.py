@@ -95,10 +95,11 @@ def auto(layers: LayerMap, context: ResolveContext, scorer: str = "gradient", me
 
 def _as_lora(plan: Plan, rank: int | None, layers: LayerMap, context: ResolveContext) -> Plan:
     """The chosen blocks get rank-``rank`` LoRA adapters and their base weights stay frozen (the head still trains)."""
-    if rank is None:
-        return plan
     blocks = tuple(plan.trainable_blocks(layers.num_blocks))
-    adapted = Plan(lora=LoraSpec(r=rank, blocks=blocks), head=plan.head, spec=f"lora:r={rank}:blocks={compact(blocks)}")
+    if rank is None or not blocks:  # no block chosen (head only): nothing to adapt
+        return plan
+    adapted = Plan(lora=LoraSpec(r=rank, blocks=blocks), head=plan.head, lr_multipliers=plan.lr_multipliers,
+                   spec=f"lora:r={rank}:blocks={compact(blocks)}")
     context.selections[-1]["explanation"] += f"\nLoRA r={rank} on the chosen blocks instead: {adapted.spec}."
     return adapted
 

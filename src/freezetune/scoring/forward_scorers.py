@@ -131,6 +131,14 @@ def _semantic_lens(model, layers: LayerMap, task: Task, batches, max_samples) ->
     with untouched(model, trainable=False):
         lens = lens_trace(model, layers, task, batches, max_samples, reader)
     trace = [s / lens.tokens for s in lens.loss_sums]
+    model_loss = lens.model_loss_sum / lens.tokens
+    if abs(trace[-1] - model_loss) > 1e-3 * max(1.0, model_loss):
+        # The last boundary read through the lens must be the model itself; if not, the readout missed
+        # part of the head (a norm registered elsewhere, a logit transform) and every D_l is off.
+        raise FreezetuneError(
+            f"semantic's logit lens does not reproduce this model's own loss ({trace[-1]:.4f} vs {model_loss:.4f}: "
+            f"read through {reader.norm_name or 'no norm'} + {reader.lm_head_name}); score it with auto:gradient"
+        )
     virtual, raw = shortfall(trace)
     return LayerScores(
         "semantic", normalise(raw), raw=raw, boundary_trace=trace,
@@ -140,7 +148,7 @@ def _semantic_lens(model, layers: LayerMap, task: Task, batches, max_samples) ->
             "virtual_trace": virtual,
             "lens_accuracy": [r / lens.tokens for r in lens.right],
             "target_tokens": lens.tokens,
-            "model_loss": lens.model_loss_sum / lens.tokens,  # = D_L when the lens is the model's own head
+            "model_loss": model_loss,  # = D_L, checked above
             "final_norm": reader.norm_name,
             "lm_head": reader.lm_head_name,
         },

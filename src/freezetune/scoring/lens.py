@@ -128,8 +128,8 @@ def lens_trace(model: nn.Module, layers: LayerMap, task: Task, batches, max_samp
                     loss, right = _read(reader, hidden, goal)
                     trace.loss_sums[boundary] += loss
                     trace.right[boundary] += right
-                trace.model_loss_sum += float(F.cross_entropy(logits[:, :-1][selected[0]].float(), goal,
-                                                              reduction="sum"))
+                own = logits if logits.dim() == 2 else logits[:, :-1][selected[0]]  # packed, or every position
+                trace.model_loss_sum += float(F.cross_entropy(own.float(), goal, reduction="sum"))
                 trace.tokens += tokens
     finally:
         for hook in hooks:

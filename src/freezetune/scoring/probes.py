@@ -55,7 +55,10 @@ def split_batch(task: Task, batch: dict, device: torch.device) -> tuple[dict[str
     inputs, targets = task.split(batch)
     targets = torch.as_tensor(targets)
     targets = (targets if targets.is_floating_point() else targets.long()).to(device)
+    at = inputs.get("logits_at")
     inputs = model_inputs(inputs, device)
+    if at is not None:  # a causal LM projects onto the vocabulary at target positions only, as in training
+        inputs["logits_at"] = at.to(device)
     if not is_causal(task):
         return inputs, targets, len(targets)
     if targets.shape != inputs["input_ids"].shape:

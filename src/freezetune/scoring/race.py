@@ -43,6 +43,7 @@ from freezetune.measure.metrics import METRIC_DIRECTIONS, is_better
 from freezetune.scoring.select import within_budget
 from freezetune.strategies.lr_policy import default_lr
 from freezetune.strategies.registry import ResolveContext, resolve
+from freezetune.tasks.task import monitored_metric
 from freezetune.training.finetuner import Finetuner
 
 log = logging.getLogger("freezetune")
@@ -159,9 +160,7 @@ def race_plan(layers: LayerMap, context: ResolveContext, *, budget: float | None
     over = cost(n0) > share * one_run
     rungs = _rungs(len(candidates), n0, eta, full_steps, finalists)
     subset = train.shuffle(seed=config.seed).select(range(min(len(train), rungs[-1] * config.batch_size)))
-    metric = config.metric
-    if metric == "auto":  # the task's own measure of better (a run writes it out before it resolves a plan)
-        metric = getattr(context.task, "default_metric", "accuracy")
+    metric = monitored_metric(context.task, config.metric)
     directions = context.task.directions if context.task is not None else METRIC_DIRECTIONS
     alive = list(candidates)
     for r, steps in enumerate(rungs):

@@ -29,8 +29,8 @@ from torch import nn
 from freezetune.core.causal_lm import CausalLM
 from freezetune.core.config import CAUSAL_LM
 from freezetune.core.errors import FreezetuneError
+from freezetune.io.loader import IGNORE
 
-IGNORE = -100
 LM_DIRECTIONS = {"loss": "min", "perplexity": "min", "token_accuracy": "max", "exact_match": "max"}
 
 

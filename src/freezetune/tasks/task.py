@@ -14,6 +14,13 @@ import torch
 from torch import nn
 
 
+def monitored_metric(task: Task | None, metric: str) -> str:
+    """``--metric auto`` is the task's own ``default_metric`` (accuracy for a classifier, else the loss)."""
+    if metric != "auto":
+        return metric
+    return getattr(task, "default_metric", "accuracy" if task is None else "loss")
+
+
 @runtime_checkable
 class Task(Protocol):
     name: str

@@ -36,7 +36,7 @@ from freezetune.strategies.lr_policy import default_lr
 from freezetune.strategies.registry import needs_context, resolve
 from freezetune.strategies.schedules import Schedule, StaticSchedule, rate_plan
 from freezetune.tasks.classification import SequenceClassification
-from freezetune.tasks.task import Task
+from freezetune.tasks.task import Task, monitored_metric
 from freezetune.training import schedule_cache
 from freezetune.training.cache_setup import prepare_caches
 from freezetune.training.callbacks import Callback, checked
@@ -67,8 +67,7 @@ class Finetuner:
         self.model = model
         self.layers = LayerMap.from_model(model)
         self.task = task or SequenceClassification(label_names)
-        if self.config.metric == "auto":  # the task knows what "better" means for it
-            self.config = replace(self.config, metric=getattr(self.task, "default_metric", "loss"))
+        self.config = replace(self.config, metric=monitored_metric(self.task, self.config.metric))
         strategy = freeze_pattern if freeze_pattern is not None else strategy
         if isinstance(strategy, Schedule):
             self.schedule: Schedule = strategy
