@@ -79,3 +79,21 @@ def test_bad_causal_lm_input_is_one_line_and_exit_2(tiny_decoder_dir, chat_jsonl
     assert code == 2
     assert message in captured.err
     assert len(captured.err.strip().splitlines()) == 1
+
+
+def test_score_and_retention_work_on_causal_lms(tiny_decoder_dir, chat_jsonl, tmp_path, capsys):
+    code = main(["score", "--task", "causal-lm", "--model", tiny_decoder_dir, "--data", str(chat_jsonl), *PAIRS,
+                 "--scorer", "semantic", "--scorer", "gradient", "--samples", "16", "--max-length", "32",
+                 "--json", str(tmp_path / "scores.json")])
+    assert code == 0
+    scores = json.loads((tmp_path / "scores.json").read_text())["scores"]
+    assert [s["scorer"] for s in scores] == ["semantic", "gradient"]
+    assert scores[0]["details"]["readout"] == "logit_lens"
+    out = tmp_path / "run"
+    assert main(["train", "--model", tiny_decoder_dir, "--data", str(chat_jsonl), *PAIRS, *FAST_LM,
+                 "--strategy", "top_k:1", "--output", str(out)]) == 0
+    corpus = tmp_path / "english.txt"
+    corpus.write_text("the film was very good and fun . the plot was dull .\n" * 20)
+    capsys.readouterr()
+    assert main(["retention", "--checkpoint", str(out), "--reference", "ppl", "--reference-data", str(corpus)]) == 0
+    assert "ppl" in capsys.readouterr().out
