@@ -104,6 +104,9 @@ def arm_trainer(use_peft: bool, sizes: dict) -> dict:
 
     tokenizer, train, model = load(sizes)
     lm = model.backbone
+    # The GGUF is dequantized to float32 on load, yet transformers still marks the model quantized and
+    # Trainer refuses it; the weights are plain fp32 tensors, so the mark goes.
+    lm.is_quantized, lm.hf_quantizer = False, None
     if use_peft:
         from peft import LoraConfig, get_peft_model
 
@@ -126,7 +129,7 @@ def arm_trainer(use_peft: bool, sizes: dict) -> dict:
     args = TrainingArguments(
         output_dir=tempfile.mkdtemp(prefix="speed-decoder-"), per_device_train_batch_size=sizes["batch_size"],
         num_train_epochs=sizes["epochs"], learning_rate=LR, weight_decay=0.01, lr_scheduler_type="linear",
-        warmup_ratio=0.06, max_grad_norm=1.0, optim="adamw_torch", eval_strategy="no", save_strategy="no",
+        warmup_steps=int(0.06 * sizes["epochs"] * -(-len(train) // sizes["batch_size"])), max_grad_norm=1.0, optim="adamw_torch", eval_strategy="no", save_strategy="no",
         logging_steps=1, report_to=[], dataloader_num_workers=0, use_cpu=True, seed=0, disable_tqdm=True,
     )
     pad = tokenizer.pad_token_id
@@ -228,6 +231,10 @@ def report(results: dict, sizes: dict) -> str:
         lines += ["", f"- top_k:8: **{speedup:.2f}x** faster than Trainer per steady step (target ≥ 1.5x); the "
                       f"ceiling (Trainer / floor) is {ceiling:.2f}x, so freezetune reaches {speedup / ceiling:.2f} "
                       "of it (target ≥ 0.9)."]
+    if "ft_topk_repeats_s" in results:  # the same arm run again: how far one process's median moves
+        runs = ", ".join(f"{x:.2f} s" for x in results["ft_topk_repeats_s"])
+        lines.append(f"- ft_topk measured in separate runs: {runs} per step; the spread between runs is the "
+                     "noise on the ratios above.")
     if {"ft_lora_top", "peft_lora"} <= step.keys():
         lines.append(f"- LoRA on the top 8 blocks, cached: **{step['peft_lora'] / step['ft_lora_top']:.2f}x** faster "
                      "than PEFT LoRA on all blocks per steady step (target ≥ 1.5x); its quality against LoRA on all "
@@ -240,6 +247,8 @@ def main() -> int:
     parser.add_argument("--arm", choices=ARMS, help=argparse.SUPPRESS)  # a child process
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, results to /tmp (checks the script)")
+    parser.add_argument("--arms", nargs="+", choices=ARMS, default=ARMS,
+                        help="run only these arms; the others keep their saved results")
     args = parser.parse_args()
     sizes = QUICK if args.quick else SIZES
     out = Path(tempfile.gettempdir()) / "speed_decoder_quick" if args.quick else OUT
@@ -249,8 +258,10 @@ def main() -> int:
     if not (HERE.parent.parent / "shared" / "data").is_dir():
         print("skipped: ../shared/data is absent", file=sys.stderr)
         return 0
-    results = json.loads(out.with_suffix(".json").read_text()) if args.report_only else {"machine": speed.machine()}
-    for arm in [] if args.report_only else ARMS:
+    saved = out.with_suffix(".json")
+    results = json.loads(saved.read_text()) if saved.is_file() and (args.report_only or args.arms != ARMS) else {}
+    results["machine"] = results.get("machine") or speed.machine()
+    for arm in [] if args.report_only else args.arms:
         print(f"arm {arm} ...", flush=True)
         proc = subprocess.run([sys.executable, __file__, "--arm", arm, *(["--quick"] if args.quick else [])],
                               capture_output=True, text=True)
