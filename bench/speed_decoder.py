@@ -104,9 +104,6 @@ def arm_trainer(use_peft: bool, sizes: dict) -> dict:
 
     tokenizer, train, model = load(sizes)
     lm = model.backbone
-    # The GGUF is dequantized to float32 on load, yet transformers still marks the model quantized and
-    # Trainer refuses it; the weights are plain fp32 tensors, so the mark goes.
-    lm.is_quantized, lm.hf_quantizer = False, None
     if use_peft:
         from peft import LoraConfig, get_peft_model
 

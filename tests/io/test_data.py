@@ -54,7 +54,7 @@ def test_every_format_reads_the_same_table(tmp_path):
 
 
 def test_explicit_format_overrides_extension(tmp_path):
-    path = tmp_path / "data.txt"
+    path = tmp_path / "data.dat"
     path.write_text("a\tb\nx\ty\n")
     assert tables.read_table(path, file_format="tsv")["b"].tolist() == ["y"]
     with pytest.raises(FreezetuneError, match=r"\.csv.*\.tsv.*\.parquet"):

@@ -67,8 +67,10 @@ def test_a_task_defined_outside_the_library_trains_end_to_end():
     # two tiny BERT blocks + the head unit: BertModel's (unused) pooler and the regressor
     assert result.costs["trainable_params"] == 2 * 8544 + (32 * 32 + 32) + 33
     with pytest.raises(FreezetuneError, match="--metric accuracy is not one of this task's metrics"):
-        Finetuner(task.build_model(tiny_bert(), pooling="mean"), "head_only", task=task,
+        Finetuner(task.build_model(tiny_bert(), pooling="mean"), "head_only", task=task, metric="accuracy",
                   progress=False, epochs=1).fit(data, data)
+    # --metric auto on a task that names no default_metric monitors its loss
+    assert Finetuner(task.build_model(tiny_bert(), pooling="mean"), "head_only", task=task).config.metric == "loss"
 
 
 class TwoPhases:

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from freezetune.core.errors import FreezetuneError
-from freezetune.core.model import is_decoder
+from freezetune.core.model import dequantized, is_decoder
 
 log = logging.getLogger("freezetune")
 
@@ -106,6 +106,8 @@ def load_causal_lm(model_path: str | Path, *, gguf_file: str | None = None,
             f"cannot load {model_path} as a causal language model: {first} "
             "(give a local decoder folder with --model, and --gguf-file for a GGUF file in it)"
         ) from None
+    if gguf_file:
+        dequantized(lm)
     if not is_decoder(lm.config):  # BERT loads as BertLMHeadModel, but it was never trained to continue text
         raise FreezetuneError(f"{model_path} is an encoder ({lm.config.model_type}), not a causal language model: "
                               "use it with --task classification, or give a decoder with --model")

@@ -130,6 +130,15 @@ def _load_error(model_path, error: Exception) -> FreezetuneError:
     return FreezetuneError(f"cannot load model {model_path}: {first_line} (give a local model folder with --model)")
 
 
+def dequantized(model: nn.Module) -> nn.Module:
+    """A GGUF file loads dequantized to float32, yet transformers keeps marking the model quantized, and
+    then ``save_pretrained`` (an export) and ``Trainer`` refuse it. The weights are plain tensors: the marks go."""
+    model.hf_quantizer, model.is_quantized = None, False
+    if "quantization_config" in getattr(model.config, "__dict__", {}):
+        del model.config.quantization_config
+    return model
+
+
 def load_tokenizer(model_path: str | Path, *, gguf_file: str | None = None):
     """The model's tokenizer, right-padded, with a pad token (decoders ship none: EOS serves)."""
     from transformers import AutoTokenizer
@@ -165,6 +174,8 @@ def load_classifier(
         backbone = AutoModel.from_pretrained(str(model_path), dtype=dtype, **kwargs)
     except (OSError, ValueError) as error:
         raise _load_error(model_path, error) from None
+    if gguf_file:
+        dequantized(backbone)
     if pooling == "auto":
         pooling = default_pooling(model_path, backbone.config)
     dropout = getattr(backbone.config, "hidden_dropout_prob", None) or 0.1
