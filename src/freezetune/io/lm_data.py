@@ -164,8 +164,9 @@ def encode(frame: pd.DataFrame, columns: tuple[str, ...], fmt: PromptFormat, max
     if pack:
         examples = _pack(examples, max_length)
     if truncated:
-        logger.info("%d of %d %s examples were longer than max_length=%d and lost the start of their prompt",
-                    truncated, len(frame), split, max_length)
+        cut = "the start of their prompt" if len(columns) == 2 else "their end"
+        logger.info("%d of %d %s examples were longer than max_length=%d and lost %s",
+                    truncated, len(frame), split, max_length, cut)
     if no_target:
         logger.warning("%d of %d %s examples had no response tokens left within max_length=%d and were dropped",
                        no_target, len(frame), split, max_length)
