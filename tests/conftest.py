@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 
-import pytest
-import torch
-
+# Set before anything imports huggingface_hub or transformers, which read them at import.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from freezetune.training.callbacks import Callback  # noqa: E402
 
 # Command-line flags that make a training run take seconds.
 FAST = ["--epochs", "1", "--batch-size", "8", "--max-length", "16", "--no-progress", "--retention", "none"]
@@ -201,3 +204,15 @@ def chat_jsonl(tmp_path):
     path = tmp_path / "chat.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in sentiment_chat_rows()))
     return path
+
+
+
+class StopAt(Callback):
+    """Interrupts training the way Ctrl-C does, right after optimizer step ``step``."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, tuner, record):
+        if record["step"] == self.step:
+            raise KeyboardInterrupt

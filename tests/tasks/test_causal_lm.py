@@ -5,13 +5,12 @@ import math
 import pytest
 import torch
 
-from conftest import sentiment_chat_rows, tiny_decoder, tiny_tokenizer
+from conftest import StopAt, sentiment_chat_rows, tiny_decoder, tiny_tokenizer
 from freezetune.core.causal_lm import CausalLM
 from freezetune.core.layout import LayerMap
 from freezetune.io.lm_data import PromptFormat, encode
 from freezetune.runs.generate import generate
 from freezetune.tasks.causal_lm import IGNORE, CausalLanguageModeling
-from freezetune.training.callbacks import Callback
 from freezetune.training.finetuner import Finetuner
 from freezetune.training.resume import load_state
 
@@ -122,15 +121,6 @@ def test_training_the_tied_embedding_turns_the_cache_off_and_says_so():
                       pad_token_id=1, cache="auto")
     tuner.fit(data)
     assert tuner.cache_status.startswith("off") and "frozen" in tuner.cache_status
-
-
-class StopAt(Callback):
-    def __init__(self, step):
-        self.step = step
-
-    def on_step_end(self, tuner, record):
-        if record["step"] == self.step:
-            raise KeyboardInterrupt
 
 
 @pytest.mark.parametrize("strategy", ["top_k:2", "lora:r=4", "lift:steps=2"])

@@ -3,21 +3,11 @@
 import pytest
 import torch
 
-from conftest import tiny_classifier, toy_dataset
+from conftest import StopAt, tiny_classifier, toy_dataset
 from freezetune.core.errors import FreezetuneError
 from freezetune.core.plan import Plan
 from freezetune.runs.finetuner import Finetuner
-from freezetune.training.callbacks import Callback
 from freezetune.training.resume import load_state
-
-
-class StopAt(Callback):
-    def __init__(self, step):
-        self.step = step
-
-    def on_step_end(self, tuner, record):
-        if record["step"] == self.step:
-            raise KeyboardInterrupt
 
 
 def train(tmp_path, stop_at=None, resume=False, **options):
