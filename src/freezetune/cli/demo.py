@@ -16,6 +16,7 @@ from freezetune.core.config import DataConfig, TrainConfig
 from freezetune.core.errors import FreezetuneError, report
 from freezetune.core.model import load_tokenizer
 from freezetune.measure.metrics import format_table
+from freezetune.measure.units import format_duration
 from freezetune.runs.run import RunSpec, load_data, run_training
 
 STRATEGIES = ("full", "head_only", "lower_half", "alternate", "top_k:2")
@@ -25,13 +26,13 @@ COLUMNS = [
     ("accuracy", "val acc", ".3f"),
     ("macro_f1", "macro-F1", ".3f"),
     ("lr", "lr", ".0e"),
-    ("trainable_params", "trainable", ","),
+    ("trainable_params", "trainable", "count"),
     ("trainable_pct", "% params", ".1f"),
     ("frozen_prefix_depth", "frozen depth", ""),
     ("retention_after", "retention", ".3f"),
-    ("time_per_epoch_s", "s/epoch", ".1f"),
-    ("steady_step_s", "s/step", ".3f"),
-    ("peak_mib", "peak MiB", ".0f"),
+    ("time_per_epoch_s", "time/epoch", "duration"),
+    ("steady_step_s", "step", "duration"),
+    ("peak_memory_bytes", "peak memory", "bytes"),
 ]
 
 
@@ -81,9 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             strategy=strategy, data=base.data, model=base.model, train=base.train,
             output=f"{args.output}/{strategy.replace(':', '_')}", overwrite=True,
         )
-        row = run_training(spec, data=data, tokenizer=tokenizer).summary()
-        row["peak_mib"] = row["peak_memory_bytes"] / 2**20
-        rows.append(row)
+        rows.append(run_training(spec, data=data, tokenizer=tokenizer).summary())
     print()
     print(format_table(rows, COLUMNS))
     if rows[0].get("retention_reference"):
@@ -96,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         "note: validation numbers (the split also picks each run's best epoch), so optimistic; "
         "pass --test-data to `freezetune train` for unbiased ones."
     )
-    print(f"runs saved under {args.output}/; total {time.perf_counter() - started:.0f} s")
+    print(f"runs saved under {args.output}/; total {format_duration(time.perf_counter() - started)}")
     return 0
 
 

@@ -38,6 +38,7 @@ def run(args) -> int:
         limit=args.limit, base_path=args.model,
     )
     direction = "higher is better" if result["higher_is_better"] else "lower is better"
+    took = freezetune.runs.format_duration(result["seconds"])
     print(f"retention ({result['reference']}, {direction}, n={result['n']}): before {result['before']:.4f}  "
-          f"after {result['after']:.4f}  change {result['change']:+.4f}  ({result['seconds']:.1f} s)")
+          f"after {result['after']:.4f}  change {result['change']:+.4f}  ({took})")
     return 0

@@ -1,4 +1,4 @@
-"""``freezetune score``: per-block scores on a small labelled sample, a bar chart, and their cost."""
+"""``freezetune score``: per-block scores on a small labelled sample, one chart comparing them, and their cost."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def add_parser(commands) -> None:
                         help=f"training rows to score on (default: {DEFAULT_SAMPLES})")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sample (default: 0)")
     parser.add_argument("--plot", default=None, metavar="PNG",
-                        help="write a bar chart per scorer (NAME.png becomes NAME-<scorer>.png)")
+                        help="write one PNG comparing the scorers side by side (a bar chart per scorer, blocks on x)")
     parser.add_argument("--json", default=None, metavar="FILE", help="write every result as JSON")
     parser.add_argument("--epochs", type=int, default=3,
                         help="epochs of the full fine-tuning run the scoring time is compared with (default: 3)")
@@ -39,18 +39,17 @@ def run(args) -> int:
     spec = runs.RunSpec(data=pick(args, DataConfig), model=pick(args, ModelConfig))
     results, estimate = runs.score_training_data(spec, args.scorer or [], samples=args.samples, seed=args.seed,
                                                  epochs=args.epochs)
+    duration = runs.format_duration
     for result in results:
         print(result.table())
-        print(f"cost: {result.seconds:.1f} s = {result.details['share_of_full_run']:.1%} of one full fine-tuning run\n")
-        if args.plot:
-            target = Path(args.plot)
-            if len(results) > 1:
-                target = target.with_name(f"{target.stem}-{result.scorer}{target.suffix or '.png'}")
-            print(f"plot: {result.plot(target)}")
+        share = result.details["share_of_full_run"]
+        print(f"cost: {duration(result.seconds)} = {share:.1%} of one full fine-tuning run\n")
+    if args.plot:
+        print(f"plot: {runs.plot_scores(results, args.plot)}")
     print(
-        f"one full fine-tuning run here ~ {estimate['run_s']:.0f} s: {estimate['epochs']} epochs x "
+        f"one full fine-tuning run here ~ {duration(estimate['run_s'])}: {estimate['epochs']} epochs x "
         f"{estimate['steps'] // estimate['epochs']} steps of {estimate['batch_size']} rows x "
-        f"{estimate['step_s']:.3f} s "
+        f"{duration(estimate['step_s'])} "
         "(forward + backward timed on the sample; optimizer step not included)"
     )
     if args.json:

@@ -71,7 +71,11 @@ class TrainConfig:
         False, "recompute the trainable blocks' activations in backward (less memory, ~30% more time); "
         "the frozen prefix is never checkpointed, so its backward stays skipped"
     )
-    progress: bool = option(True, "show progress bars")
+    progress: bool = option(True, "show progress bars (the log lines of each phase, epoch and evaluation stay)")
+    report_to: str = option(
+        "none", "also log training to TensorBoard in RUN/tensorboard/ (needs: pip install tensorboard)",
+        choices=("none", "tensorboard"),
+    )
 
     def validate(self) -> TrainConfig:
         positive = ("epochs", "batch_size", "eval_batch_size", "grad_accum")

@@ -23,7 +23,8 @@ from freezetune.core.helpers import atomic_write_text
 RUN_MARKERS: tuple[str, ...] = ("config.yaml", "metrics.json", "metrics.jsonl")
 # Everything freezetune writes into a run folder. --overwrite removes these and nothing
 # else, so a user who points --output at a folder with their own files keeps them.
-OWNED_FILES: tuple[str, ...] = (*RUN_MARKERS, "plan.json", "scores.json", "selection.txt")
+OWNED_FILES: tuple[str, ...] = (*RUN_MARKERS, "plan.json", "scores.json", "selection.txt", "race.json",
+                                "curves.png", "timeline.png")
 OWNED_DIRS: tuple[str, ...] = ("checkpoint", "resume", "best", "plots", "tensorboard")
 
 

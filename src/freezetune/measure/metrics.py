@@ -8,7 +8,7 @@ into JSON.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sklearn.metrics import (
@@ -18,6 +18,7 @@ from sklearn.metrics import (
 )
 
 from freezetune.core.errors import FreezetuneError
+from freezetune.measure.units import UNIT_FORMATS
 
 # "max": bigger is better; "min": smaller is better. Early stopping and best-checkpoint
 # selection look metrics up here, so a new metric must be added before it can be monitored.
@@ -107,11 +108,23 @@ def is_better(metric: str, new: float, old: float | None, directions: dict[str, 
     return new > old if direction == "max" else new < old
 
 
+def scalar_metrics(record: dict[str, Any], names: Iterable[str] | None = None) -> dict[str, float]:
+    """The metrics of an evaluation record (those in ``names`` when given), in its order.
+
+    Metrics are floats; the integers beside them are bookkeeping (step, epoch, example and token
+    counts), and so is ``time`` in metrics.jsonl.
+    """
+    keep = set(names) if names is not None else None
+    return {k: v for k, v in record.items()
+            if isinstance(v, float) and k != "time" and (keep is None or k in keep)}
+
+
 def format_table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]) -> str:
     """Render ``rows`` as an aligned plain-text table for the terminal.
 
     ``columns`` lists ``(key, header, format_spec)``; the spec is passed to ``format()``
-    (".3f", ",", "" ...). Missing or None values print as "-". Numeric columns are
+    (".3f", ",", "" ...), or names a unit: "bytes" (MiB / GiB), "duration" (s / min), "count"
+    (a whole number with separators; see units.py). Missing or None values print as "-". Numeric columns are
     right-aligned so digits line up; text columns are left-aligned.
     """
     cells: list[list[str]] = []
@@ -148,6 +161,8 @@ def _format_cell(value: Any, spec: str) -> str:
     if value is None:
         return "-"
     try:
+        if spec in UNIT_FORMATS:
+            return UNIT_FORMATS[spec](value)
         return format(value, spec)
     except (TypeError, ValueError):
         # A spec like ".3f" on a text value (e.g. "n/a" from a failed arm): show it as is

@@ -5,12 +5,13 @@ This is the application API that cli/ reaches through freezetune's lazy face
 """
 
 from freezetune.io.export import export_hf, export_peft
+from freezetune.measure.units import format_bytes, format_duration
 from freezetune.runs.finetuner import Finetuner
 from freezetune.runs.inspect import inspect_model
 from freezetune.runs.predict import predict_file
 from freezetune.runs.retention_check import checkpoint_retention
 from freezetune.runs.run import RunCaches, RunResult, RunSpec, load_data, run_training
-from freezetune.runs.score import score_training_data
+from freezetune.runs.score import plot_scores, score_training_data
 from freezetune.runs.sweep import Sweep, run_sweep
 from freezetune.runs.tables import results_table, run_table
 from freezetune.strategies.registry import REGISTRY as STRATEGIES
@@ -19,7 +20,6 @@ from freezetune.strategies.registry import resolve
 
 __all__ = [
     "STRATEGIES", "Finetuner", "RunCaches", "RunResult", "RunSpec", "Sweep", "checkpoint_retention", "export_hf",
-    "export_peft",
-    "inspect_model", "load_data", "predict_file", "results_table", "run_sweep", "run_table", "run_training",
-    "resolve", "score_training_data", "strategy_listing",
+    "export_peft", "format_bytes", "format_duration", "inspect_model", "load_data", "plot_scores", "predict_file",
+    "results_table", "run_sweep", "run_table", "run_training", "resolve", "score_training_data", "strategy_listing",
 ]

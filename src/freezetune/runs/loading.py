@@ -19,6 +19,7 @@ from freezetune.core.model import load_classifier
 from freezetune.io.data import ClassificationData, load_classification_data
 from freezetune.io.lm_data import LanguageModelingData, load_lm_data
 from freezetune.measure.metrics import METRIC_DIRECTIONS
+from freezetune.measure.units import format_duration
 from freezetune.tasks.causal_lm import LM_DIRECTIONS, CausalLanguageModeling
 from freezetune.tasks.classification import SequenceClassification
 
@@ -81,3 +82,10 @@ def load_model(spec: RunSpec, task):
     if isinstance(task, CausalLanguageModeling):
         return load_causal_lm(m.model, gguf_file=m.gguf_file)
     return load_classifier(m.model, len(task.label_names), pooling=m.pooling, gguf_file=m.gguf_file)
+
+
+def data_line(data: ClassificationData | LanguageModelingData, seconds: float) -> str:
+    """The rows a run trains, validates and tests on, and how long loading them took, for the log."""
+    test = len(data.test) if data.test is not None else 0
+    return (f"data: {len(data.train):,} training, {len(data.validation):,} validation, {test:,} test rows; "
+            f"validation: {data.validation_source}; loaded in {format_duration(seconds)}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import logging
 import shutil
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,11 +24,15 @@ from freezetune.io.checkpoint import base_fingerprint, save_checkpoint
 from freezetune.io.data import ClassificationData
 from freezetune.io.rundir import RunDir
 from freezetune.measure.retention import measure, resolve_reference
-from freezetune.runs.loading import check_metric, load_data, load_model, make_task, seed_everything
+from freezetune.measure.units import format_bytes, format_duration
+from freezetune.runs.curves import write_curves
+from freezetune.runs.loading import check_metric, data_line, load_data, load_model, make_task, seed_everything
+from freezetune.runs.progress_log import ProgressLog
+from freezetune.runs.tensorboard_log import TensorBoardLogger, check_report_to
 from freezetune.runs.timeline import Timeline
 from freezetune.scoring.resolve import Resolution, resolve_strategy
 from freezetune.scoring.sample import sample_batches
-from freezetune.strategies.registry import check_spec
+from freezetune.strategies.registry import check_spec, needs_context
 from freezetune.tasks.task import monitored_metric
 from freezetune.training.callbacks import Callback
 from freezetune.training.finetuner import Finetuner
@@ -132,10 +137,20 @@ class MetricsLogger(Callback):
 
     def __init__(self, run_dir: RunDir, every: int = 10):
         self.run_dir, self.every = run_dir, every
+        self.unwritten: dict[str, Any] | None = None  # the last step, when not written yet
 
     def on_step_end(self, tuner, record: dict[str, Any]) -> None:
-        if record["step"] % self.every == 0:
-            self.run_dir.append_metrics({"kind": "train", **record})
+        self.unwritten = record
+        if record["step"] % self.every == 0 or record["step"] < self.every:  # the first steps: a short run's curve
+            self._write_step()
+
+    def on_epoch_end(self, tuner, state, total_steps: int) -> None:
+        self._write_step()  # each epoch's last step too, so the loss curve reaches every evaluation
+
+    def _write_step(self) -> None:
+        if self.unwritten is not None:
+            self.run_dir.append_metrics({"kind": "train", **self.unwritten})
+            self.unwritten = None
 
     def on_evaluate(self, tuner, metrics: dict[str, Any]) -> None:
         self.run_dir.append_metrics({"kind": "eval", **metrics})
@@ -149,7 +164,7 @@ class MetricsLogger(Callback):
 
 
 # Settings that may differ between an interrupted run and its resumption.
-RESUME_IGNORES = {"progress", "output", "overwrite"}
+RESUME_IGNORES = {"progress", "report_to", "output", "overwrite"}
 
 
 class Retention:
@@ -166,7 +181,9 @@ class Retention:
         self.before = before
         if self.kind != "cka" and self.key not in before:
             log.info("measuring retention (%s) of the base model ...", self.kind)  # tens of seconds on a CPU
-            before[self.key] = measure(model.backbone, None, tokenizer, **self.options)["before"]
+            scores = measure(model.backbone, None, tokenizer, **self.options)
+            before[self.key] = scores["before"]
+            log.info("retention of the base model: %.4f (%s)", scores["before"], format_duration(scores["seconds"]))
 
     def after(self, model, tokenizer) -> dict[str, Any]:
         base = self.base if self.base is not None else model.backbone
@@ -189,6 +206,8 @@ def resolve_for_run(spec: RunSpec, model, task, data: ClassificationData, tokeni
                     retention: Retention | None) -> Resolution:
     """Resolve ``spec.strategy`` with everything a measuring strategy may ask for (drawn only when asked)."""
     pad_id = tokenizer.pad_token_id or 0
+    if needs_context(spec.strategy):
+        log.info("%s: measuring the model on the training data to choose the plan ...", spec.strategy)
     return resolve_strategy(
         spec.strategy, model, task=task,
         sample=lambda: sample_batches(data.train, seed=spec.train.seed, pad_token_id=pad_id),
@@ -214,6 +233,7 @@ def run_training(
     spec.train.validate()
     check_spec(spec.strategy)
     check_metric(spec)
+    check_report_to(spec.train, spec.output)
     saved_state = None
     if resume:
         run_dir, saved_state = _resumable(spec)
@@ -224,7 +244,9 @@ def run_training(
     if tokenizer is None:
         tokenizer = load_tokenizer(m.model, gguf_file=m.gguf_file)
     if data is None:
+        started = time.perf_counter()
         data = load_data(spec, tokenizer)
+        log.info("%s", data_line(data, time.perf_counter() - started))
     caches = caches or RunCaches()
     task = make_task(spec, data)
     spec.train.metric = monitored_metric(task, spec.train.metric)  # written out: config.yaml names it
@@ -244,11 +266,10 @@ def run_training(
         tokenizer_name=getattr(tokenizer, "name_or_path", ""),
         state_dir=str(run_dir.file("resume")) if run_dir else None,
         state_key=_resume_key(spec),
-        callbacks=[*([MetricsLogger(run_dir), Timeline(run_dir.file("timeline.png"))] if run_dir else []),
-                   *resolution.callbacks],
+        callbacks=[*_listeners(spec, run_dir), *resolution.callbacks],
         cache_store=caches.prefix,
     )
-    log.info("plan:\n%s", tuner.plan.describe(tuner.layers))
+    log.info("%s", tuner.plan.describe(tuner.layers))
     for selection in resolution.selections:
         log.info("%s", selection["explanation"])
         if run_dir:
@@ -265,16 +286,16 @@ def run_training(
         scoring_s = resolution.scoring_s
         fit.costs["scoring_s"] = scoring_s
         fit.costs["scoring_share_of_training"] = scoring_s / fit.costs["train_time_s"]
-        log.info("scoring took %.1f s = %.1f%% of this run's training (%.1f s)", scoring_s,
-                 100 * fit.costs["scoring_share_of_training"], fit.costs["train_time_s"])
+        log.info("scoring took %s = %.1f%% of this run's training (%s)", format_duration(scoring_s),
+                 100 * fit.costs["scoring_share_of_training"], format_duration(fit.costs["train_time_s"]))
     spec.train.lr = fit.lr  # the resolved config names the rate actually used
     validation = fit.best_metrics or tuner.evaluate(data.validation)
     test = tuner.evaluate(data.test) if data.test is not None else None
     if retention is not None:
         log.info("measuring retention (%s) of the fine-tuned model ...", retention.kind)
         scores = fit.costs["retention"] = retention.after(tuner.model, tokenizer)
-        log.info("retention (%s on %s, limit %s): %.4f -> %.4f", retention.kind, scores.get("source", "?"),
-                 scores.get("limit"), scores["before"], scores["after"])
+        log.info("retention (%s on %s, limit %s): %.4f -> %.4f (%s)", retention.kind, scores.get("source", "?"),
+                 scores.get("limit"), scores["before"], scores["after"], format_duration(scores["seconds"]))
     summary = {
         "train_rows": len(data.train),
         "validation_rows": len(data.validation),
@@ -286,6 +307,7 @@ def run_training(
     }
     result = RunResult(spec, fit, validation, test, summary, run_dir.path if run_dir else None, task.summary_metrics)
     if run_dir:
+        started = time.perf_counter()
         saved = save_checkpoint(
             run_dir.file("checkpoint"), tuner.model, fit.plan, base_path=m.model, gguf_file=m.gguf_file,
             base_fingerprint=fingerprint, label_names=data.label_names, config=spec.flat(), task=task.name,
@@ -293,9 +315,22 @@ def run_training(
         )
         fit.costs["checkpoint_bytes"] = saved["checkpoint_bytes"]
         fit.costs["full_model_bytes"] = saved["full_model_bytes"]
+        log.info("checkpoint saved in %s: %s of trained tensors (a full model is %s)",
+                 format_duration(time.perf_counter() - started), format_bytes(saved["checkpoint_bytes"]),
+                 format_bytes(saved["full_model_bytes"]))
         _write_run(run_dir, result, tuner.layers)
         shutil.rmtree(run_dir.file("resume"), ignore_errors=True)  # finished: the state is dead weight
     return result
+
+
+def _listeners(spec: RunSpec, run_dir: RunDir | None) -> list[Callback]:
+    """What hears the training loop: the log lines; with a run folder metrics.jsonl, timeline.png, TensorBoard."""
+    listeners: list[Callback] = [ProgressLog()]
+    if run_dir:
+        listeners += [MetricsLogger(run_dir), Timeline(run_dir.file("timeline.png"))]
+        if spec.train.report_to == "tensorboard":
+            listeners.append(TensorBoardLogger(run_dir.path))
+    return listeners
 
 
 def _resume_key(spec: RunSpec) -> dict[str, Any]:
@@ -347,3 +382,4 @@ def _write_run(run_dir: RunDir, result: RunResult, layers: LayerMap) -> None:
             "data": result.data_summary,
         },
     )
+    write_curves(run_dir.path)

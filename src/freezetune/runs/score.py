@@ -1,11 +1,15 @@
-"""``freezetune score``'s work: every chosen scorer on a sample of the training data, and what it costs."""
+"""``freezetune score``'s work: every chosen scorer on a sample of the training data, what it costs, one plot."""
 
 from __future__ import annotations
+
+import math
+from pathlib import Path
 
 import torch
 
 from freezetune.core.errors import FreezetuneError
 from freezetune.core.model import load_tokenizer
+from freezetune.measure.units import format_duration
 from freezetune.runs.loading import load_data, load_model, make_task
 from freezetune.runs.run import RunSpec
 from freezetune.scoring.cost import run_estimate
@@ -39,3 +43,29 @@ def score_training_data(spec: RunSpec, scorers: list[str], *, samples: int, seed
         result.details["share_of_full_run"] = result.seconds / estimate["run_s"]
         results.append(result)
     return results, estimate
+
+
+def plot_scores(results: list[LayerScores], path: str | Path) -> Path:
+    """One PNG comparing the scorers side by side: a panel per scorer, blocks on x, scores as bars."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure  # no pyplot: no global backend state
+
+    columns = min(3, len(results))
+    rows = math.ceil(len(results) / columns)
+    figure = Figure(figsize=(3.6 * columns + 0.6, 2.8 * rows + 0.6))
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(rows, columns, squeeze=False).ravel()
+    for panel, result in zip(axes, results):
+        blocks = list(range(result.num_blocks))
+        panel.bar(blocks, result.scores, color=["tab:blue" if s >= 0 else "tab:red" for s in result.scores])
+        panel.axhline(0, color="black", linewidth=0.6)
+        panel.set_xticks(blocks)
+        panel.set(title=f"{result.scorer} ({format_duration(result.seconds)})", xlabel="block (0 = input side)",
+                  ylabel="score (normalised)")
+    for panel in axes[len(results):]:
+        panel.set_visible(False)
+    figure.suptitle("per-block scores: higher = more worth training")
+    figure.tight_layout()
+    path = Path(path)
+    figure.savefig(path, format="png", dpi=100)
+    return path

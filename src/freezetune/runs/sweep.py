@@ -19,6 +19,7 @@ import io
 import json
 import logging
 import statistics
+import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -28,9 +29,10 @@ from freezetune.core.layout import LayerMap
 from freezetune.core.model import load_tokenizer
 from freezetune.core.plan import Plan
 from freezetune.io.rundir import RunDir
-from freezetune.runs.loading import check_metric, load_data, load_model, make_task
+from freezetune.runs.loading import check_metric, data_line, load_data, load_model, make_task
 from freezetune.runs.run import Retention, RunCaches, RunSpec, resolve_for_run, run_training
-from freezetune.runs.tables import results_table
+from freezetune.runs.tables import results_columns, results_table
+from freezetune.runs.tensorboard_log import check_report_to
 from freezetune.scoring.resolve import Resolution, resolve_strategy
 from freezetune.scoring.select import compact
 from freezetune.strategies.lr_policy import default_lr
@@ -42,7 +44,7 @@ log = logging.getLogger("freezetune")
 
 AUTO_GRID = (1 / 3, 1.0, 3.0)
 # Settings that do not change a run's result, left out of its hash.
-_NOT_HASHED = {"progress", "output", "overwrite"}
+_NOT_HASHED = {"progress", "report_to", "output", "overwrite"}
 
 
 @dataclass
@@ -89,7 +91,11 @@ def _learning_rates(sweep: Sweep, strategy: Plan | Schedule, layers) -> list[flo
 
 
 def _stats(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+    """Mean and standard deviation over seeds; the mean of integers (parameters, bytes) stays a whole number."""
+    mean = statistics.fmean(values)
+    if all(isinstance(v, int) for v in values):
+        mean = round(mean)
+    return mean, (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
 def run_sweep(sweep: Sweep) -> list[dict[str, Any]]:
@@ -110,8 +116,11 @@ def run_sweep(sweep: Sweep) -> list[dict[str, Any]]:
         raise FreezetuneError(f"{out} is a file; --output must be a folder")
     base = sweep.base.resolved()
     base.train.validate()
+    check_report_to(base.train, sweep.output)
     tokenizer = load_tokenizer(base.model.model, gguf_file=base.model.gguf_file)
+    started = time.perf_counter()
     data = load_data(replace(base, train=replace(base.train, seed=sweep.data_seed)), tokenizer)
+    log.info("%s", data_line(data, time.perf_counter() - started))
     task = make_task(base, data)
     base = replace(base, train=replace(base.train, metric=monitored_metric(task, base.train.metric)))
     caches = RunCaches()  # every run of this sweep reuses the same prefix caches and retention scores
@@ -202,7 +211,7 @@ def _aggregate(strategy: str, by_step: dict[int, list[dict[str, Any]]], task) ->
         if all(key in r for r in runs):
             row[key], row[f"{key}_std"] = _stats([r[key] for r in runs])
     for key in ("train_time_s", "time_per_epoch_s", "steady_step_s", "peak_memory_bytes"):
-        row[key] = statistics.fmean(r[key] for r in runs if r.get(key) is not None)
+        row[key] = _stats([r[key] for r in runs if r.get(key) is not None])[0]
     for key in ("trainable_params", "trainable_pct", "checkpoint_bytes", "retention_after", "retention_change"):
         values = [r[key] for r in runs if r.get(key) is not None]
         if values:
@@ -224,9 +233,20 @@ def _write_results(out: Path, rows: list[dict[str, Any]], sweep: Sweep) -> None:
     run_dir.write_text("results.txt", table + "\n")
     run_dir.write_json("results.json", {"rows": rows, "sweep": {**asdict(sweep), "base": sweep.base.flat()}})
     buffer = io.StringIO()
-    keys = sorted({k for row in rows for k in row})
-    writer = csv.DictWriter(buffer, fieldnames=keys)
+    writer = csv.DictWriter(buffer, fieldnames=_csv_columns(rows))
     writer.writeheader()
     for row in rows:
         writer.writerow({k: (json.dumps(v) if isinstance(v, (list, dict)) else v) for k, v in row.items()})
     run_dir.write_text("results.csv", buffer.getvalue())
+
+
+def _csv_columns(rows: list[dict[str, Any]]) -> list[str]:
+    """results.csv's columns: the results table's, each followed by its mean and std, then every other key."""
+    order = []
+    for key, _, _ in results_columns(rows):
+        if key == "headline_pm":  # the table's "mean ± std" text: the numbers behind it come first
+            order += [rows[0]["headline"], f"{rows[0]['headline']}_std"] if rows else []
+        order += [key, f"{key}_std"]
+    present = {k for row in rows for k in row}
+    order = [k for k in dict.fromkeys(order) if k in present]
+    return order + sorted(present - set(order))

@@ -10,17 +10,16 @@ from freezetune.measure.metrics import format_table
 METRIC_HEADERS = {"accuracy": "acc", "macro_f1": "macro-F1", "mcc": "MCC", "exact_match": "exact match",
                   "perplexity": "perplexity", "loss": "loss", "token_accuracy": "token acc"}
 RUN_COLUMNS = [
-    ("trainable_params", "trainable", ","),
+    ("trainable_params", "trainable", "count"),
     ("trainable_pct", "%", ".2f"),
-    ("time_per_epoch_s", "s/epoch", ".1f"),
-    ("steady_step_s", "s/step", ".3f"),
-    ("peak_mib", "peak MiB", ".0f"),
+    ("time_per_epoch_s", "time/epoch", "duration"),
+    ("steady_step_s", "step", "duration"),
+    ("peak_memory_bytes", "peak memory", "bytes"),
 ]
 
 
 def run_table(row: dict[str, Any]) -> str:
     """One run's summary (``RunResult.summary()``) as a one-row table."""
-    row = {**row, "peak_mib": row["peak_memory_bytes"] / 2**20}
     metrics = [k for k in METRIC_HEADERS if k in row]
     if "accuracy" in metrics:  # classification: its three metrics, in their usual order
         metrics = ["accuracy", "macro_f1", "mcc"]
@@ -36,19 +35,22 @@ COLUMNS = [
     ("perplexity", "perplexity", ".2f"),
     ("lr", "lr", ".0e"),
     ("retention_after", "retention", ".3f"),
-    ("trainable_params", "trainable", ",.0f"),
-    ("checkpoint_mib", "checkpoint MiB", ".2f"),
-    ("train_time_s", "train s", ".1f"),
-    ("steady_step_s", "s/step", ".3f"),
-    ("peak_mib", "peak MiB", ".0f"),
+    ("trainable_params", "trainable", "count"),
+    ("checkpoint_bytes", "checkpoint", "bytes"),
+    ("train_time_s", "train time", "duration"),
+    ("steady_step_s", "step", "duration"),
+    ("peak_memory_bytes", "peak memory", "bytes"),
 ]
 
 
 def results_table(rows: list[dict[str, Any]]) -> str:
     """A sweep's rows (one per plan), the accuracy column named after the split it reports."""
+    return format_table(rows, results_columns(rows))
+
+
+def results_columns(rows: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    """The columns of ``results_table`` for these rows: ``(key, header, format)``; results.csv follows their order."""
     split = rows[0]["reported_split"] if rows else "test"
-    rows = [{**r, "checkpoint_mib": r["checkpoint_bytes"] / 2**20} if r.get("checkpoint_bytes") is not None else r
-            for r in rows]
     headline = rows[0].get("headline", "accuracy").replace("_", " ") if rows else "accuracy"
     columns = [(k, h.format(headline=f"{split} {headline}"), f) for k, h, f in COLUMNS]
     # A task's second metric (classification: macro-F1, causal LM: perplexity) only where it was measured.
@@ -57,4 +59,4 @@ def results_table(rows: list[dict[str, Any]]) -> str:
                if c[0] != headline_key and (c[0] not in METRIC_HEADERS or any(c[0] in r for r in rows))]
     if any("chosen" in r for r in rows):  # what a measuring strategy chose, per seed
         columns.insert(1, ("chosen", "chosen plan per seed", ""))
-    return format_table(rows, columns)
+    return columns

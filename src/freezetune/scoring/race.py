@@ -40,6 +40,7 @@ from freezetune.core.errors import FreezetuneError
 from freezetune.core.layout import HEAD, LayerMap, block_unit
 from freezetune.core.plan import Plan
 from freezetune.measure.metrics import METRIC_DIRECTIONS, is_better
+from freezetune.measure.units import format_duration
 from freezetune.scoring.select import within_budget
 from freezetune.strategies.lr_policy import default_lr
 from freezetune.strategies.registry import ResolveContext, resolve
@@ -247,7 +248,7 @@ def explain_race(result: RaceResult) -> str:
     lines = [
         f"auto: method=race; {len(result.candidates)} candidates trained for {rungs} steps (successive halving, "
         f"1/{result.eta} kept per rung) on the training data and ranked by validation {result.metric}; "
-        f"one full run is {result.full_steps} steps. Race cost: {result.seconds:.1f} s "
+        f"one full run is {result.full_steps} steps. Race cost: {format_duration(result.seconds)} "
         f"(estimated {result.estimated_share:.0%} of one full run).",
         f"{'candidate':<24} " + " ".join(f"{f'{s} steps':>10}" for s in result.rungs)
         + ("   kept  predicted" if result.retention_floor is not None else ""),

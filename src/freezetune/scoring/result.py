@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from freezetune.measure.units import format_duration
+
 
 @dataclass
 class LayerScores:
@@ -34,7 +36,8 @@ class LayerScores:
     def table(self) -> str:
         """Scores per block with a bar, then the boundary trace (when the scorer has one)."""
         lines = [
-            f"scorer: {self.scorer} ({self.samples} examples, {self.batches} batches, {self.seconds:.2f} s); "
+            f"scorer: {self.scorer} ({self.samples} examples, {self.batches} batches, "
+            f"{format_duration(self.seconds)}); "
             "blocks from 0 at the input; higher = more worth training",
             f"{'block':>5} {'score':>7} {'raw':>11}",
         ]

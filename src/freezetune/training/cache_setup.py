@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING
 
 from freezetune.io.loader import make_loader
+from freezetune.measure.units import format_bytes, format_duration
 from freezetune.strategies.schedules import StaticSchedule
 from freezetune.training.prefix_cache import (
     CacheKey,
@@ -50,10 +52,12 @@ def prepare_caches(tuner: Finetuner, store: CacheStore, train, eval, epochs: int
     limit = int(cfg.cache_ram_gb * 2**30)
     caches: dict[int, PrefixCache] = {}
     reused = 0
+    started = time.perf_counter()
     for data in datasets:
         key = CacheKey(prefix, depth, data_fingerprint(data), tuner.tokenizer_name, cfg.cache_dtype)
         cache = store.get(key)
         if cache is None:
+            log.info("building the frozen-prefix cache: blocks 0..%d on %d rows ...", depth - 1, len(data))
             indexed = data.add_column("index", list(range(len(data))))
             loader = make_loader(indexed, batch_size=cfg.eval_batch_size, shuffle=False, seed=0,
                                  pad_token_id=tuner.pad_token_id)
@@ -66,8 +70,8 @@ def prepare_caches(tuner: Finetuner, store: CacheStore, train, eval, epochs: int
         caches[id(data)] = cache
     size = sum(c.bytes for c in caches.values())
     where = "disk" if any(c.on_disk for c in caches.values()) else "RAM"
-    status = f"on: boundary {depth}, {size / 2**20:.1f} MiB in {where} ({cfg.cache_dtype})"
+    status = f"on: boundary {depth}, {format_bytes(size)} in {where} ({cfg.cache_dtype})"
     if reused:
         status += f", {reused} of {len(datasets)} reused from an earlier run"
-    log.info("frozen-prefix cache %s", status)
+    log.info("frozen-prefix cache %s (%s)", status, format_duration(time.perf_counter() - started))
     return caches, status

@@ -16,6 +16,7 @@ does that for you.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import replace
@@ -218,7 +219,8 @@ class Finetuner:
         loop = Loop(self, state, total_steps=total_steps, warmup=warmup_steps(cfg.warmup_ratio, total_steps),
                     eval_loader=eval_loader, timer=timer, progress=progress)
         try:
-            stopped_early = loop.run(train_loader, epochs, skip)
+            with _logs_above(progress):
+                stopped_early = loop.run(train_loader, epochs, skip)
         finally:
             progress.close()
             memory.stop()
@@ -295,4 +297,13 @@ def _progress(total: int, enabled: bool, desc: str):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, disable=not enabled, leave=False, dynamic_ncols=True)
+
+
+def _logs_above(progress):
+    """While a bar shows, log lines go above it instead of through it."""
+    if progress.disable:
+        return contextlib.nullcontext()
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    return logging_redirect_tqdm()
 
