@@ -158,7 +158,7 @@ def test_compare_sweeps_reuses_finished_runs_and_picks_rates_on_validation(tiny_
     stamps = {p: (out / "runs" / p / "metrics.json").stat().st_mtime_ns for p in runs}
     assert main(args) == 0  # everything is found and skipped
     assert {p: (out / "runs" / p / "metrics.json").stat().st_mtime_ns for p in runs} == stamps
-    assert (out / "results.csv").read_text().startswith("accuracy")
+    assert (out / "results.csv").read_text().startswith("strategy,accuracy,accuracy_std,headline_pm,")
 
 
 def test_compare_shares_runs_between_sweeps_whatever_way_the_rate_was_asked(tiny_model_dir, sentiment_csv, tmp_path):
@@ -261,7 +261,10 @@ def test_score_command_prints_a_table_and_writes_a_plot(tiny_model_dir, sentimen
                  "--scorer", "gradient", "--samples", "32", "--plot", str(png), "--max-length", "16"]) == 0
     out = capsys.readouterr().out
     assert "semantic" in out and "gradient" in out and "block" in out
-    assert (tmp_path / "scores-semantic.png").stat().st_size > 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scores.png", "train.csv"]  # one figure, nothing else
+    from matplotlib.image import imread
+
+    assert imread(png).shape[:2] == (340, 780)  # two panels side by side, one per scorer
 
 
 @pytest.mark.parametrize(

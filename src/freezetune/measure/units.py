@@ -1,4 +1,4 @@
-"""Numbers as people read them: sizes in MiB / GiB, times in s / min / h, counts as whole numbers.
+"""Numbers as people read them: sizes in MiB / GiB (KiB below 1 MiB), times in s / min / h, counts as whole numbers.
 
 Every table, log line and results file a user reads formats through these, so a size never
 shows as raw bytes, a time never as a bare float and a parameter count never as ``770.0``.
@@ -10,13 +10,18 @@ from __future__ import annotations
 
 
 def format_bytes(n: float) -> str:
-    """``1.07 GiB`` from 1 GiB up, else MiB: ``812 MiB``, ``12.3 MiB``, ``0.07 MiB``."""
+    """``1.07 GiB`` from 1 GiB up, else MiB: ``812 MiB``, ``12.3 MiB``, ``1.25 MiB``.
+
+    Below 1 MiB (a head-only checkpoint) KiB, so that small sizes still differ: ``4.4 KiB``.
+    """
     if n >= 2**30:
         return f"{n / 2**30:.2f} GiB"
     mib = n / 2**20
     if mib >= 100:
         return f"{mib:.0f} MiB"
-    return f"{mib:.1f} MiB" if mib >= 10 else f"{mib:.2f} MiB"
+    if mib >= 1:
+        return f"{mib:.1f} MiB" if mib >= 10 else f"{mib:.2f} MiB"
+    return f"{n / 2**10:.1f} KiB"
 
 
 def format_duration(seconds: float) -> str:
