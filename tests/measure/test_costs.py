@@ -5,7 +5,7 @@ import time
 import pytest
 import torch
 
-from freezetune.measure.costs import PeakMemory, StepTimer, count_parameters, human_bytes
+from freezetune.measure.costs import PeakMemory, StepTimer, count_parameters
 
 MB = 1_000_000
 
@@ -108,12 +108,3 @@ def test_count_parameters_counts_tied_weights_once():
     assert count_parameters(model) == (40, 60)
     model.embed.weight.requires_grad_(False)  # freezes the head too: it is the same tensor
     assert count_parameters(model) == (0, 60)
-
-
-@pytest.mark.parametrize(
-    "n, text",
-    [(0, "0 B"), (512, "512 B"), (1024, "1.0 KiB"), (int(12.3 * 2**20), "12.3 MiB"),
-     (2**30 * 3, "3.0 GiB"), (2**20 - 1, "1.0 MiB"), (-2048, "-2.0 KiB")],
-)
-def test_human_bytes(n, text):
-    assert human_bytes(n) == text

@@ -194,16 +194,3 @@ def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
             trainable += n
     return trainable, total
 
-
-def human_bytes(n: float) -> str:
-    """Binary units for memory and file sizes: 512 -> "512 B", 12.3 * 2**20 -> "12.3 MiB"."""
-    sign = "-" if n < 0 else ""
-    value = float(abs(n))
-    if value < 1024:
-        return f"{sign}{int(value)} B"
-    for unit in ("KiB", "MiB", "GiB", "TiB"):
-        value /= 1024
-        # Switch unit before the rounded value would print as "1024.0".
-        if round(value, 1) < 1024 or unit == "TiB":
-            return f"{sign}{value:.1f} {unit}"
-    raise AssertionError("unreachable")

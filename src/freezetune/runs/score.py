@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import math
+import time
 from pathlib import Path
 
 import torch
@@ -10,12 +12,14 @@ import torch
 from freezetune.core.errors import FreezetuneError
 from freezetune.core.model import load_tokenizer
 from freezetune.measure.units import format_duration
-from freezetune.runs.loading import load_data, load_model, make_task
+from freezetune.runs.loading import data_line, load_data, load_model, make_task
 from freezetune.runs.run import RunSpec
 from freezetune.scoring.cost import run_estimate
 from freezetune.scoring.result import LayerScores
 from freezetune.scoring.sample import sample_batches
 from freezetune.scoring.scorers import SCORERS, score
+
+log = logging.getLogger("freezetune")
 
 
 def score_training_data(spec: RunSpec, scorers: list[str], *, samples: int, seed: int,
@@ -30,7 +34,9 @@ def score_training_data(spec: RunSpec, scorers: list[str], *, samples: int, seed
     names = list(SCORERS) if "all" in scorers else list(dict.fromkeys(scorers or ["semantic"]))
     spec = spec.resolved()
     tokenizer = load_tokenizer(spec.model.model, gguf_file=spec.model.gguf_file)
+    started = time.perf_counter()
     data = load_data(spec, tokenizer)
+    log.info("%s", data_line(data, time.perf_counter() - started))
     task = make_task(spec, data)
     model = load_model(spec, task)
     torch.manual_seed(seed)
@@ -39,6 +45,7 @@ def score_training_data(spec: RunSpec, scorers: list[str], *, samples: int, seed
                             task=task)
     results = []
     for name in names:
+        log.info("scoring the blocks with %s on %d rows ...", name, sum(len(b["input_ids"]) for b in sample))
         result = score(model, sample, name, task=task)
         result.details["share_of_full_run"] = result.seconds / estimate["run_s"]
         results.append(result)
