@@ -416,7 +416,7 @@ def test_score_command(tiny_model_dir, sentiment_csv, tmp_path, capsys):
     assert args.run(args) == 0
     out = capsys.readouterr().out
     assert "scorer: semantic (32 examples" in out and "scorer: fisher" in out
-    assert (tmp_path / "s-semantic.png").exists() and (tmp_path / "s-fisher.png").exists()
+    assert (tmp_path / "s.png").exists() and not list(tmp_path.glob("s-*.png"))  # one figure for both scorers
     assert "of one full fine-tuning run" in out and "one full fine-tuning run here ~" in out
     saved = json.loads((tmp_path / "s.json").read_text())
     assert [r["scorer"] for r in saved["scores"]] == ["semantic", "fisher"] and len(saved["scores"][0]["scores"]) == 4
