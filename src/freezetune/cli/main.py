@@ -15,12 +15,13 @@ from pathlib import Path
 
 import freezetune
 from freezetune.cli import compare, export, inspect, predict, retention, score, strategies, train
+from freezetune.cli import report as report_command  # `report` is the error printer below
 from freezetune.cli.flags import config_values
 from freezetune.core.errors import FreezetuneError, report
 
 log = logging.getLogger("freezetune")
 
-COMMANDS = (strategies, inspect, train, compare, predict, export, retention, score)
+COMMANDS = (strategies, inspect, train, compare, report_command, predict, export, retention, score)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -151,14 +151,14 @@ def run_sweep(sweep: Sweep) -> list[dict[str, Any]]:
                     summary = _summary(result)
                 else:
                     log.info("[%d/%d] %s lr=%s seed=%d: already done", done, total, strategy, lr, seed)
-                by_step.setdefault(step, []).append(summary)
+                by_step.setdefault(step, []).append({**summary, "folder": str(folder)})
         row = _aggregate(strategy, by_step, task)
         if needs_context(strategy):  # say what the measuring strategy chose, seed by seed, and why
             row["chosen"] = " / ".join(_blocks(plans[(strategy, seed)].strategy) for seed in sweep.seeds)
             row["selections"] = {seed: "\n".join(s["explanation"] for s in plans[(strategy, seed)].selections)
                                  for seed in sweep.seeds}
         rows.append(row)
-    _write_results(out, rows, sweep)
+    write_results(out, rows, sweep)
     return rows
 
 
@@ -197,7 +197,8 @@ def _aggregate(strategy: str, by_step: dict[int, list[dict[str, Any]]], task) ->
     runs = by_step[best]
     row: dict[str, Any] = {"strategy": strategy, "lr": statistics.median(r["lr"] for r in runs), "seeds": len(runs),
                            "lrs_tried": sorted({r["lr"] for step in by_step.values() for r in step}),
-                           "reported_split": runs[0]["reported_split"], "headline": task.summary_metrics[0]}
+                           "reported_split": runs[0]["reported_split"], "headline": task.summary_metrics[0],
+                           "run_folders": [r["folder"] for r in runs]}  # the report reads each run's curves
     for key in (*task.summary_metrics, "validation_score"):
         if all(key in r for r in runs):
             row[key], row[f"{key}_std"] = _stats([r[key] for r in runs])
@@ -213,7 +214,7 @@ def _aggregate(strategy: str, by_step: dict[int, list[dict[str, Any]]], task) ->
     return row
 
 
-def _write_results(out: Path, rows: list[dict[str, Any]], sweep: Sweep) -> None:
+def write_results(out: Path, rows: list[dict[str, Any]], sweep: Sweep) -> None:
     run_dir = RunDir(out)
     table = results_table(rows)
     if rows and rows[0]["reported_split"] == "validation":

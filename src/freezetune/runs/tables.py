@@ -55,6 +55,9 @@ def results_table(rows: list[dict[str, Any]]) -> str:
     headline_key = rows[0].get("headline") if rows else None  # already shown as the mean ± std column
     columns = [c for c in columns
                if c[0] != headline_key and (c[0] not in METRIC_HEADERS or any(c[0] in r for r in rows))]
+    if any("train_size" in r for r in rows):  # a learning curve: one row per plan and training size
+        rows = [{**r, "train_size": r["train_size"] or "all"} for r in rows]
+        columns.insert(1, ("train_size", "rows", ""))
     if any("chosen" in r for r in rows):  # what a measuring strategy chose, per seed
         columns.insert(1, ("chosen", "chosen plan per seed", ""))
     return format_table(rows, columns)
