@@ -179,6 +179,7 @@ def harvest(key: str) -> list[dict[str, Any]]:
         summary, seed = metrics["summary"], yaml.safe_load(config.read_text())["seed"]
         saved = {"fingerprint": fingerprint(key), "task": key, "strategy": summary["strategy"], "seed": seed,
                  "lr": summary["lr"], **{k: _slim(metrics[k]) for k in ("summary", "validation", "test")},
+                 "eval_sets": {name: _slim(m) for name, m in (metrics.get("eval_sets") or {}).items()},
                  "epoch_times_s": metrics.get("costs", {}).get("epoch_times_s")}  # for the time to the best epoch
         (COMMITTED / key / _name(saved["strategy"], seed, saved["lr"])).write_text(json.dumps(saved, indent=1) + "\n")
     return committed(key)
