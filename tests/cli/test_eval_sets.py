@@ -137,3 +137,24 @@ def test_label_map_is_refused_for_causal_lm(tiny_decoder_dir, chat_jsonl, tmp_pa
     code = main(["train", "--model", tiny_decoder_dir, "--data", str(chat_jsonl), "--task", "causal-lm",
                  "--text-column", "prompt", "--label-map", "a=b", "--output", str(tmp_path / "run")])
     assert code == 2 and "--label-map renames classification labels" in capsys.readouterr().err
+
+
+def test_a_set_may_be_added_when_resuming(tiny_model_dir, sentiment_csv, books, tmp_path, capsys, monkeypatch):
+    from freezetune.training.loop import Loop
+
+    original = Loop.epoch
+
+    def interrupted(self, *args, **kwargs):
+        if self.state.epoch == 1:
+            raise KeyboardInterrupt  # killed during the second epoch
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Loop, "epoch", interrupted)
+    out = tmp_path / "run"
+    assert train(tiny_model_dir, sentiment_csv, out, "--epochs", "2") == 130
+    monkeypatch.setattr(Loop, "epoch", original)
+    assert main(["train", "--resume", str(out), "--ood-set", f"books={books}"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["eval_sets"]["books"]["rows"] == 13
+    assert yaml.safe_load((out / "config.yaml").read_text())["ood_set"] == [f"books={books}"]
+    capsys.readouterr()
