@@ -85,7 +85,7 @@ def test_a_new_set_is_scored_on_the_kept_checkpoints_of_finished_runs(tiny_model
     fresh = json.loads((fresh_out / "results.json").read_text())["rows"]
     assert [r["strategy"] for r in reused] == [r["strategy"] for r in fresh]
     for r, f in zip(reused, fresh):
-        assert r["eval_sets"]["books"] == pytest.approx(f["eval_sets"]["books"], abs=1e-6)
+        assert r["eval_sets"]["books"] == f["eval_sets"]["books"]
     assert sorted(p.name for p in (fresh_out / "runs").iterdir()) == sorted(rescored)
     # a third pass finds every set scored: it reads, it does not load a checkpoint
     monkeypatch.setattr(sweep_module, "complete_finished", wrapped := _Counting(sweep_module.complete_finished))

@@ -111,7 +111,7 @@ def check_split_options(validation_fraction: float, max_length: int) -> None:
         raise FreezetuneError(f"max length must be at least 2 tokens, got {max_length}")
 
 
-def read_split(
+def _read_split(
     path: str | Path, columns: Sequence[str], label_column: str, *, encoding: str, header: bool,
     label_map: dict[str, str] | None = None,
 ) -> tuple[pd.DataFrame, int]:
@@ -126,7 +126,7 @@ def read_split(
     return frame, dropped
 
 
-def check_labels(labels: Sequence[str], label_names: Sequence[str], source: str) -> None:
+def _check_labels(labels: Sequence[str], label_names: Sequence[str], source: str) -> None:
     """Every label of an evaluation file must be a training label: else one line naming them and their counts."""
     counts = pd.Series(list(labels)).value_counts()
     unseen = _sort_labels(set(counts.index) - set(label_names))
@@ -222,7 +222,7 @@ def load_classification_data(
     check_split_options(validation_fraction, max_length)
     columns = tuple(str(c) for c in (text_column, text_pair_column) if c is not None)
     label_column = str(label_column)
-    read = partial(read_split, columns=columns, label_column=label_column, encoding=encoding, header=header)
+    read = partial(_read_split, columns=columns, label_column=label_column, encoding=encoding, header=header)
 
     train, dropped_train = read(train_path)
     read = partial(read, label_map=label_map)  # the evaluation files' labels are renamed, never the training ones
@@ -251,7 +251,7 @@ def load_classification_data(
         splits["test"], dropped["test"] = read(test_path)
         checked["test"] = test_path
     for split, path in checked.items():
-        check_labels(splits[split][label_column], label_names, str(path))
+        _check_labels(splits[split][label_column], label_names, str(path))
 
     built: dict[str, datasets.Dataset] = {}
     truncated: dict[str, int] = {}
@@ -278,9 +278,9 @@ def load_eval_set(
 ) -> EvalSet:
     """An evaluation set read like the test file (``label_map`` applied, labels checked the same way), sampled
     like validation (seeded, stratified, at most ``max_rows``) and tokenized like both."""
-    frame, dropped = read_split(spec.path, columns, label_column, encoding=encoding, header=header,
-                                label_map=label_map)
-    check_labels(frame[label_column], label_names, f"{spec.kind} set {spec.name!r} ({spec.path})")
+    frame, dropped = _read_split(spec.path, columns, label_column, encoding=encoding, header=header,
+                                 label_map=label_map)
+    _check_labels(frame[label_column], label_names, f"{spec.kind} set {spec.name!r} ({spec.path})")
     frame = _subsample(frame, label_column, max_rows, seed)
     encoded, truncated = _tokenize(frame, columns, tokenizer, max_length, f"{spec.name!r}")
     label_ids = {name: i for i, name in enumerate(label_names)}
