@@ -23,7 +23,8 @@ from freezetune.io.checkpoint import base_fingerprint, save_checkpoint
 from freezetune.io.data import ClassificationData
 from freezetune.io.rundir import RunDir
 from freezetune.measure.retention import measure, resolve_reference
-from freezetune.runs.loading import check_metric, load_data, load_model, make_task, seed_everything
+from freezetune.runs.eval_sets import score_eval_sets, summarize
+from freezetune.runs.loading import check_eval_sets, check_metric, load_data, load_model, make_task, seed_everything
 from freezetune.runs.timeline import Timeline
 from freezetune.scoring.resolve import Resolution, resolve_strategy
 from freezetune.scoring.sample import sample_batches
@@ -89,6 +90,7 @@ class RunResult:
     data_summary: dict[str, Any]
     output: Path | None
     summary_metrics: tuple[str, ...] = ("accuracy", "macro_f1", "mcc")  # the task's, headline first
+    eval_sets: dict[str, dict[str, Any]] = field(default_factory=dict)  # --extra-eval / --ood-set: name -> metrics
 
     def reported(self) -> tuple[str, dict[str, Any]]:
         """Which numbers to report: test when given, else (optimistic) validation."""
@@ -103,6 +105,7 @@ class RunResult:
             "reported_is_optimistic": split == "validation",
             "monitored": self.spec.train.metric,  # what picked the best epoch (and a sweep's best rate)
             **{k: metrics[k] for k in self.summary_metrics if k in metrics},
+            "eval_sets": summarize(self.eval_sets, self.summary_metrics),
             "lr": self.fit.lr,
             **{k: v for k, v in self.fit.costs.items() if k not in ("epoch_times_s", "retention")},
             **_retention_fields(self.fit.costs.get("retention")),
@@ -148,8 +151,8 @@ class MetricsLogger(Callback):
                                          "embeddings": new.embeddings, "head": new.head})
 
 
-# Settings that may differ between an interrupted run and its resumption.
-RESUME_IGNORES = {"progress", "output", "overwrite"}
+# Settings that may differ between an interrupted run and its resumption (evaluation sets are scored after training).
+RESUME_IGNORES = {"progress", "output", "overwrite", "extra_eval", "ood_set", "label_map"}
 
 
 class Retention:
@@ -214,6 +217,7 @@ def run_training(
     spec.train.validate()
     check_spec(spec.strategy)
     check_metric(spec)
+    check_eval_sets(spec)
     saved_state = None
     if resume:
         run_dir, saved_state = _resumable(spec)
@@ -270,6 +274,8 @@ def run_training(
     spec.train.lr = fit.lr  # the resolved config names the rate actually used
     validation = fit.best_metrics or tuner.evaluate(data.validation)
     test = tuner.evaluate(data.test) if data.test is not None else None
+    kept_step = fit.best_step if spec.train.keep_best else fit.costs["steps"]  # the weights the run keeps
+    eval_sets = score_eval_sets(tuner, getattr(data, "eval_sets", {}), run_dir, kept_step)
     if retention is not None:
         log.info("measuring retention (%s) of the fine-tuned model ...", retention.kind)
         scores = fit.costs["retention"] = retention.after(tuner.model, tokenizer)
@@ -284,7 +290,8 @@ def run_training(
         "truncated": data.truncated,
         "dropped": data.dropped,
     }
-    result = RunResult(spec, fit, validation, test, summary, run_dir.path if run_dir else None, task.summary_metrics)
+    result = RunResult(spec, fit, validation, test, summary, run_dir.path if run_dir else None, task.summary_metrics,
+                       eval_sets)
     if run_dir:
         saved = save_checkpoint(
             run_dir.file("checkpoint"), tuner.model, fit.plan, base_path=m.model, gguf_file=m.gguf_file,
@@ -334,6 +341,7 @@ def _write_run(run_dir: RunDir, result: RunResult, layers: LayerMap) -> None:
             "summary": result.summary(),
             "validation": result.validation,
             "test": result.test,
+            "eval_sets": result.eval_sets,
             "reported_split": split,
             "note": None if split == "test" else (
                 "no --test-data: these are validation numbers, used for model selection, so optimistic"

@@ -28,7 +28,8 @@ from freezetune.core.layout import LayerMap
 from freezetune.core.model import load_tokenizer
 from freezetune.core.plan import Plan
 from freezetune.io.rundir import RunDir
-from freezetune.runs.loading import check_metric, load_data, load_model, make_task
+from freezetune.runs.eval_sets import complete_finished
+from freezetune.runs.loading import check_eval_sets, check_metric, load_data, load_model, make_task
 from freezetune.runs.run import Retention, RunCaches, RunSpec, resolve_for_run, run_training
 from freezetune.runs.tables import results_table
 from freezetune.scoring.resolve import Resolution, resolve_strategy
@@ -41,8 +42,8 @@ from freezetune.tasks.task import monitored_metric
 log = logging.getLogger("freezetune")
 
 AUTO_GRID = (1 / 3, 1.0, 3.0)
-# Settings that do not change a run's result, left out of its hash.
-_NOT_HASHED = {"progress", "output", "overwrite"}
+# Settings that do not change a run's training, left out of its hash: adding an evaluation set reuses the runs.
+_NOT_HASHED = {"progress", "output", "overwrite", "extra_eval", "ood_set", "label_map"}
 
 
 @dataclass
@@ -102,6 +103,7 @@ def run_sweep(sweep: Sweep) -> list[dict[str, Any]]:
     for strategy in sweep.strategies:
         check_spec(strategy)
     check_metric(sweep.base)
+    check_eval_sets(sweep.base)
     if len(set(sweep.strategies)) != len(sweep.strategies):
         raise FreezetuneError("the same --strategy is listed twice")
     parse_grid(sweep.lr_grid)
@@ -151,6 +153,8 @@ def run_sweep(sweep: Sweep) -> list[dict[str, Any]]:
                     summary = _summary(result)
                 else:
                     log.info("[%d/%d] %s lr=%s seed=%d: already done", done, total, strategy, lr, seed)
+                    summary = complete_finished(folder, summary, data.eval_sets, spec, task,
+                                                tokenizer.pad_token_id or 0)
                 by_step.setdefault(step, []).append({**summary, "folder": str(folder)})
         row = _aggregate(strategy, by_step, task)
         if needs_context(strategy):  # say what the measuring strategy chose, seed by seed, and why
@@ -202,6 +206,7 @@ def _aggregate(strategy: str, by_step: dict[int, list[dict[str, Any]]], task) ->
     for key in (*task.summary_metrics, "validation_score"):
         if all(key in r for r in runs):
             row[key], row[f"{key}_std"] = _stats([r[key] for r in runs])
+    row["eval_sets"] = _eval_sets(runs, task.summary_metrics)
     for key in ("train_time_s", "time_per_epoch_s", "steady_step_s", "peak_memory_bytes"):
         row[key] = statistics.fmean(r[key] for r in runs if r.get(key) is not None)
     for key in ("trainable_params", "trainable_pct", "checkpoint_bytes", "retention_after", "retention_change"):
@@ -212,6 +217,17 @@ def _aggregate(strategy: str, by_step: dict[int, list[dict[str, Any]]], task) ->
     row["headline_pm"] = f"{row[headline]:.3f} ± {row[f'{headline}_std']:.3f}"
     row["peak_mib"] = row["peak_memory_bytes"] / 2**20
     return row
+
+
+def _eval_sets(runs: list[dict[str, Any]], metrics: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """name -> {kind, metric: mean over seeds, metric_std: their std} for each of the task's summary metrics."""
+    out = {}
+    for name, first in runs[0].get("eval_sets", {}).items():
+        out[name] = {"kind": first["kind"]}
+        for key in metrics:
+            if all(key in r["eval_sets"][name] for r in runs):
+                out[name][key], out[name][f"{key}_std"] = _stats([r["eval_sets"][name][key] for r in runs])
+    return out
 
 
 def write_results(out: Path, rows: list[dict[str, Any]], sweep: Sweep) -> None:
