@@ -46,10 +46,10 @@ def test_each_criterion_names_its_winner_with_the_runner_up():
              plan("lower_half", [0.89, 0.90], retention=0.75, time=50, ood=[0.74, 0.75]),
              plan("head_only", [0.80, 0.81], retention=0.87, time=5, ood=[0.60, 0.61])]
     found = {c.key: c for c in criteria(comparison(plans))}
-    assert set(found) == {"accuracy", "retention", "cost", "ood"}
+    assert set(found) == {"metric", "retention", "cost", "ood"}
     winners = {key: best(plans, c).plan.strategy for key, c in found.items()}
-    assert winners == {"accuracy": "full", "retention": "head_only", "cost": "head_only", "ood": "lower_half"}
-    assert "runner-up lower_half" in best(plans, found["accuracy"]).sentence()
+    assert winners == {"metric": "full", "retention": "head_only", "cost": "head_only", "ood": "lower_half"}
+    assert "runner-up lower_half" in best(plans, found["metric"]).sentence()
 
 
 def test_the_pareto_compromise_gives_up_least_anywhere():
@@ -57,12 +57,12 @@ def test_the_pareto_compromise_gives_up_least_anywhere():
              plan("lower_half", [0.89, 0.90], retention=0.75, time=50),
              plan("head_only", [0.80, 0.81], retention=0.87, time=5),
              plan("worse", [0.85, 0.86], retention=0.55, time=120)]  # beaten by full everywhere
-    chosen = [c for c in criteria(comparison(plans)) if c.key in ("accuracy", "retention", "cost")]
+    chosen = [c for c in criteria(comparison(plans)) if c.key in ("metric", "retention", "cost")]
     assert {p.strategy for p in pareto_front(plans, chosen)} == {"full", "lower_half", "head_only"}
     pick, scaled = compromise(plans, chosen)
     assert pick.strategy == "lower_half"
     # its worst criterion, time (mean 50.5 s between 5.5 and 120.5), still beats the others' worst
-    assert scaled == pytest.approx({"accuracy": 0.9, "retention": 0.625, "cost": 70 / 115})
+    assert scaled == pytest.approx({"metric": 0.9, "retention": 0.625, "cost": 70 / 115})
 
 
 def test_the_regime_says_where_freezing_wins_along_the_learning_curve():
@@ -79,5 +79,5 @@ def test_the_regime_says_where_freezing_wins_along_the_learning_curve():
 
 def test_a_criterion_nobody_measured_is_left_out():
     plans = [plan("full", [0.9]), plan("head_only", [0.8])]
-    assert [c.key for c in criteria(comparison(plans))] == ["accuracy", "cost"]  # no retention, no OOD set
+    assert [c.key for c in criteria(comparison(plans))] == ["metric", "cost"]  # no retention, no OOD set
     assert best(plans, Criterion("x", "x", lambda run: None, True, ".3f")) is None

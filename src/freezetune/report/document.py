@@ -98,10 +98,11 @@ def recommendation(comparison: Comparison, largest: int) -> list[Block]:
     found = criteria(comparison)
     picks = [p for c in found if (p := best(plans, c)) is not None]
     items = [pick.sentence() for pick in picks]
-    middle = compromise(plans, [c for c in found if c.key in ("accuracy", "retention", "cost")])
+    middle = compromise(plans, [c for c in found if c.key in ("metric", "retention", "cost")])
     if middle is not None:
         plan, scaled = middle
-        parts = ", ".join(f"{k} {v:.2f}" for k, v in scaled.items())
+        names = {"metric": comparison.headline.replace("_", " "), "cost": "time"}
+        parts = ", ".join(f"{names.get(k, k)} {v:.2f}" for k, v in scaled.items())
         items.append(f"**Pareto compromise: {plan.strategy}** ({headline_value(comparison, plan)}): on the "
                      f"Pareto front, and its worst criterion is the best of any plan (each criterion scaled 0..1 "
                      f"across plans, 1 = best: {parts})")

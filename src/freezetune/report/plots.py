@@ -78,7 +78,7 @@ def metric_vs_retention(comparison: Comparison, path: Path) -> Path | None:
         return None
     figure, axes = _figure()
     points = _scatter(axes, plans, retention, metric(comparison.headline), _colors(comparison.plans))
-    chosen = [c for c in criteria(comparison) if c.key in ("accuracy", "retention")]
+    chosen = [c for c in criteria(comparison) if c.key in ("metric", "retention")]
     front = {p.strategy for p in pareto_front([p for p, _, _ in points], chosen)}
     line = sorted((x, y) for p, x, y in points if p.strategy in front)
     if line:

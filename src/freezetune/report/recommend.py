@@ -57,7 +57,7 @@ class Pick:
 
 def criteria(comparison: Comparison) -> list[Criterion]:
     headline = comparison.headline
-    found = [Criterion("accuracy", f"best {headline.replace('_', ' ')}", metric(headline),
+    found = [Criterion("metric", f"best {headline.replace('_', ' ')}", metric(headline),
                        higher_is_better(headline), ".3f")]
     if any(retention(r) is not None for p in comparison.plans for r in p.runs):
         found.append(Criterion("retention", "best retention of pretrained skill", retention, True, ".3f"))
