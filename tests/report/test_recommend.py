@@ -81,3 +81,12 @@ def test_a_criterion_nobody_measured_is_left_out():
     plans = [plan("full", [0.9]), plan("head_only", [0.8])]
     assert [c.key for c in criteria(comparison(plans))] == ["metric", "cost"]  # no retention, no OOD set
     assert best(plans, Criterion("x", "x", lambda run: None, True, ".3f")) is None
+
+
+def test_perplexity_retention_counts_lower_as_better_kept():
+    plans = [plan("full", [0.9, 0.9], retention=40.0), plan("lower_half", [0.88, 0.88], retention=30.5)]
+    for p in plans:
+        for run in p.runs:
+            run.summary["retention_reference"] = "ppl"
+    found = {c.key: c for c in criteria(comparison(plans))}
+    assert best(plans, found["retention"]).plan.strategy == "lower_half"

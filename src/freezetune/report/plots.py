@@ -85,7 +85,11 @@ def metric_vs_retention(comparison: Comparison, path: Path) -> Path | None:
         axes.plot(*zip(*line), "--o", color="black", alpha=0.6, markersize=14, markerfacecolor="none",
                   label="Pareto front")
     reference = next((r.summary.get("retention_reference") for p in plans for r in p.runs), None)
-    axes.set_xlabel(f"retention of pretrained skill ({reference or 'score'} after fine-tuning; higher is better)")
+    if reference == "ppl":
+        axes.set_xlabel("reference-text perplexity after fine-tuning (lower is better; axis inverted)")
+        axes.invert_xaxis()
+    else:
+        axes.set_xlabel(f"retention of pretrained skill ({reference or 'score'} after fine-tuning; higher is better)")
     _metric_axis(axes, comparison)
     axes.set_title("task metric against retention (ringed: the Pareto front)")
     axes.grid(alpha=0.3)

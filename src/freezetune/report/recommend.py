@@ -59,8 +59,11 @@ def criteria(comparison: Comparison) -> list[Criterion]:
     headline = comparison.headline
     found = [Criterion("metric", f"best {headline.replace('_', ' ')}", metric(headline),
                        higher_is_better(headline), ".3f")]
-    if any(retention(r) is not None for p in comparison.plans for r in p.runs):
-        found.append(Criterion("retention", "best retention of pretrained skill", retention, True, ".3f"))
+    references = {r.summary.get("retention_reference") for p in comparison.plans for r in p.runs
+                  if retention(r) is not None}
+    if references:  # perplexity on reference text: lower after fine-tuning is better kept
+        found.append(Criterion("retention", "best retention of pretrained skill", retention,
+                               references != {"ppl"}, ".3f"))
     found.append(Criterion("cost", "cheapest (training time)", train_time, False, ".1f", " s"))
     ood = ood_sets(comparison)
     if ood:
