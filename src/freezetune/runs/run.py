@@ -9,18 +9,20 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from freezetune.core.config import CAUSAL_LM, DataConfig, ModelConfig, TrainConfig
-from freezetune.core.errors import FreezetuneError
+from freezetune.core.errors import FreezetuneError, Interrupted
 from freezetune.core.layout import LayerMap
 from freezetune.core.model import POOLINGS, load_tokenizer
 from freezetune.io import defaults
 from freezetune.io.checkpoint import base_fingerprint, save_checkpoint
 from freezetune.io.data import ClassificationData
+from freezetune.io.lock import check_unlocked
 from freezetune.io.rundir import RunDir
 from freezetune.measure.retention import measure, resolve_reference
 from freezetune.runs.eval_sets import score_eval_sets, summarize
@@ -33,7 +35,7 @@ from freezetune.tasks.task import monitored_metric
 from freezetune.training.callbacks import Callback
 from freezetune.training.finetuner import Finetuner
 from freezetune.training.prefix_cache import CacheStore
-from freezetune.training.resume import changed_settings, load_state
+from freezetune.training.resume import changed_settings, has_state, load_state
 from freezetune.training.state import FitResult
 
 log = logging.getLogger("freezetune")
@@ -67,8 +69,12 @@ class RunSpec:
             model.model, model.gguf_file = defaults.smollm2_gguf()
         elif model.model is None:
             model.model = defaults.default_model_path()
+        for key in DATA_PATHS:
+            setattr(data, key, _absolute(getattr(data, key)))
+        model.model = _absolute(model.model)
         train = TrainConfig(**asdict(self.train))
-        return RunSpec(self.strategy, data, model, train, self.output, self.overwrite)
+        output = os.path.abspath(os.path.expanduser(self.output)) if self.output else None
+        return RunSpec(self.strategy, data, model, train, output, self.overwrite)
 
     def flat(self) -> dict[str, Any]:
         """One flat mapping with the same keys as the CLI flags (and YAML configs)."""
@@ -79,6 +85,18 @@ class RunSpec:
             **asdict(self.train),
             "output": self.output,
         }
+
+
+# Path options of DataConfig. With --model and --output they are saved absolute in config.yaml,
+# so `--config RUN/config.yaml` repeats the run from any folder.
+DATA_PATHS = ("data", "eval_data", "test_data", "retention_data")
+
+
+def _absolute(path: str | None) -> str | None:
+    """A local file or folder as an absolute path; anything else (a Hub id, a typo) as given."""
+    if path is None or not os.path.exists(os.path.expanduser(path)):
+        return path
+    return os.path.abspath(os.path.expanduser(path))
 
 
 @dataclass
@@ -223,6 +241,20 @@ def run_training(
         run_dir, saved_state = _resumable(spec)
     else:
         run_dir = RunDir.create(spec.output, overwrite=spec.overwrite) if spec.output else None
+    try:
+        return _train(spec, run_dir, saved_state, resume=resume, data=data, tokenizer=tokenizer, caches=caches,
+                      resolution=resolution)
+    except Interrupted as stop:
+        stop.run = str(run_dir.path) if run_dir and run_dir.file("config.yaml").is_file() else None
+        raise
+    finally:
+        if run_dir is not None:
+            run_dir.close()  # another process may write here now
+
+
+def _train(spec: RunSpec, run_dir: RunDir | None, saved_state: dict[str, Any] | None, *, resume: bool,
+           data: ClassificationData | None, tokenizer, caches: RunCaches | None,
+           resolution: Resolution | None) -> RunResult:
     seed_everything(spec.train.seed)
     m = spec.model
     if tokenizer is None:
@@ -309,8 +341,9 @@ def _resume_key(spec: RunSpec) -> dict[str, Any]:
     return {k: v for k, v in spec.flat().items() if k not in RESUME_IGNORES}
 
 
-def _resumable(spec: RunSpec) -> tuple[RunDir, dict[str, Any]]:
-    """The interrupted run's folder and saved state, refusing a changed configuration."""
+def _resumable(spec: RunSpec) -> tuple[RunDir, dict[str, Any] | None]:
+    """The interrupted run's folder and saved state (None: stopped before its first save), refusing a changed
+    configuration."""
     import yaml
 
     if not spec.output:
@@ -319,7 +352,9 @@ def _resumable(spec: RunSpec) -> tuple[RunDir, dict[str, Any]]:
     config = folder / "config.yaml"
     if not config.is_file():
         raise FreezetuneError(f"{folder} is not a freezetune run (no config.yaml); nothing to resume")
+    check_unlocked(folder)
     saved_config = yaml.safe_load(config.read_text()) or {}
+    saved_config.update({k: _absolute(saved_config.get(k)) for k in (*DATA_PATHS, "model")})  # older relative paths
     current = _resume_key(spec)
     changed = changed_settings({k: v for k, v in saved_config.items() if k not in RESUME_IGNORES}, current, set())
     if changed:
@@ -327,7 +362,13 @@ def _resumable(spec: RunSpec) -> tuple[RunDir, dict[str, Any]]:
             f"cannot resume {folder} with changed settings ({'; '.join(changed[:3])}); "
             "resume with the same settings or start a new run with another --output"
         )
-    return RunDir(folder), load_state(folder / "resume")
+    run_dir = RunDir(folder, lock=True)
+    if not has_state(folder / "resume") and not (folder / "metrics.json").is_file():
+        log.info("resuming %s: it stopped before its first save, so training starts from step 0", folder)
+        return run_dir, None
+    state = load_state(folder / "resume")
+    log.info("resuming %s from step %d (epoch %d)", folder, state["step"], state["epoch"] + 1)
+    return run_dir, state
 
 
 def _write_run(run_dir: RunDir, result: RunResult, layers: LayerMap) -> None:
