@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from freezetune.core.helpers import atomic_write
 from freezetune.report.load import Comparison, Plan
 from freezetune.report.recommend import criteria, ood_sets, pareto_front
 from freezetune.report.stats import eval_set, higher_is_better, measure, metric, retention, train_time
@@ -24,9 +25,7 @@ def _figure(width: float = 7.0, height: float = 4.5, columns: int = 1):
 
 def _save(figure, path: Path) -> Path:
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, format="png", dpi=100)
-    return path
+    return atomic_write(path, lambda handle: figure.savefig(handle, format="png", dpi=100), binary=True)
 
 
 def _metric_axis(axes, comparison: Comparison, which: str = "y", label: str | None = None) -> None:

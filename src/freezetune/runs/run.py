@@ -27,6 +27,7 @@ from freezetune.io.rundir import RunDir
 from freezetune.measure.retention import measure, resolve_reference
 from freezetune.runs.eval_sets import score_eval_sets, summarize
 from freezetune.runs.loading import check_eval_sets, check_metric, load_data, load_model, make_task, seed_everything
+from freezetune.runs.paths import absolute_paths
 from freezetune.runs.timeline import Timeline
 from freezetune.scoring.resolve import Resolution, resolve_strategy
 from freezetune.scoring.sample import sample_batches
@@ -69,9 +70,9 @@ class RunSpec:
             model.model, model.gguf_file = defaults.smollm2_gguf()
         elif model.model is None:
             model.model = defaults.default_model_path()
-        for key in DATA_PATHS:
-            setattr(data, key, _absolute(getattr(data, key)))
-        model.model = _absolute(model.model)
+        for config in (data, model):  # absolute in config.yaml: it repeats the run from any folder
+            for key, value in absolute_paths(asdict(config)).items():
+                setattr(config, key, value)
         train = TrainConfig(**asdict(self.train))
         output = os.path.abspath(os.path.expanduser(self.output)) if self.output else None
         return RunSpec(self.strategy, data, model, train, output, self.overwrite)
@@ -85,18 +86,6 @@ class RunSpec:
             **asdict(self.train),
             "output": self.output,
         }
-
-
-# Path options of DataConfig. With --model and --output they are saved absolute in config.yaml,
-# so `--config RUN/config.yaml` repeats the run from any folder.
-DATA_PATHS = ("data", "eval_data", "test_data", "retention_data")
-
-
-def _absolute(path: str | None) -> str | None:
-    """A local file or folder as an absolute path; anything else (a Hub id, a typo) as given."""
-    if path is None or not os.path.exists(os.path.expanduser(path)):
-        return path
-    return os.path.abspath(os.path.expanduser(path))
 
 
 @dataclass
@@ -354,7 +343,7 @@ def _resumable(spec: RunSpec) -> tuple[RunDir, dict[str, Any] | None]:
         raise FreezetuneError(f"{folder} is not a freezetune run (no config.yaml); nothing to resume")
     check_unlocked(folder)
     saved_config = yaml.safe_load(config.read_text()) or {}
-    saved_config.update({k: _absolute(saved_config.get(k)) for k in (*DATA_PATHS, "model")})  # older relative paths
+    saved_config = absolute_paths(saved_config)  # older runs saved relative paths
     current = _resume_key(spec)
     changed = changed_settings({k: v for k, v in saved_config.items() if k not in RESUME_IGNORES}, current, set())
     if changed:
