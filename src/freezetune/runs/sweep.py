@@ -18,6 +18,7 @@ import hashlib
 import io
 import json
 import logging
+import os
 import statistics
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -30,6 +31,7 @@ from freezetune.core.plan import Plan
 from freezetune.io.rundir import RunDir
 from freezetune.runs.eval_sets import complete_finished
 from freezetune.runs.loading import check_eval_sets, check_metric, load_data, load_model, make_task
+from freezetune.runs.paths import PATH_OPTIONS
 from freezetune.runs.run import Retention, RunCaches, RunSpec, resolve_for_run, run_training
 from freezetune.runs.tables import results_table
 from freezetune.scoring.resolve import Resolution, resolve_strategy
@@ -71,8 +73,19 @@ def parse_grid(text: str | None) -> tuple[float, ...] | None:
 
 
 def run_hash(spec: RunSpec) -> str:
+    """A hash of everything that decides a run's result.
+
+    Paths enter it relative to the working folder, as users and the benchmarks name them
+    (config.yaml saves them absolute): a run store keeps its hashes on any machine and
+    checkout, and a store made before paths were saved absolute is reused.
+    """
     flat = {k: v for k, v in spec.flat().items() if k not in _NOT_HASHED}
+    flat.update({k: _relative(flat[k]) for k in PATH_OPTIONS if flat.get(k)})
     return hashlib.sha256(json.dumps(flat, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def _relative(path: str) -> str:
+    return os.path.relpath(path) if os.path.isabs(path) else path
 
 
 def run_folder(runs: str | Path, spec: RunSpec) -> Path:
