@@ -99,8 +99,8 @@ def main() -> int:
         ood = custrev()
         rows = []
         for key in SIZES:
-            restored = protocol.restore(key)
-            log.info("%s: %d runs restored", key, restored)
+            log.info("%s: %d runs moved to their current folders, %d restored", key, protocol.adopt(key),
+                     protocol.restore(key))
             plans = {**PLANS, **(schedule_specs(key) if key in SCHEDULE_SIZES else {})}
             rows += run(key, plans, args.seeds, ood)
         WORK.mkdir(parents=True, exist_ok=True)
