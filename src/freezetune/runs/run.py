@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -16,28 +17,29 @@ from pathlib import Path
 from typing import Any
 
 from freezetune.core.config import CAUSAL_LM, DataConfig, ModelConfig, TrainConfig
-from freezetune.core.errors import FreezetuneError
+from freezetune.core.errors import FreezetuneError, Interrupted
 from freezetune.core.layout import LayerMap
 from freezetune.core.model import POOLINGS, load_tokenizer
 from freezetune.io import defaults
 from freezetune.io.checkpoint import base_fingerprint, save_checkpoint
 from freezetune.io.data import ClassificationData
+from freezetune.io.lock import check_unlocked
 from freezetune.io.rundir import RunDir
 from freezetune.measure.retention import measure, resolve_reference
 from freezetune.measure.units import format_bytes, format_duration
 from freezetune.runs.curves import write_curves
-from freezetune.runs.loading import check_metric, data_line, load_data, load_model, make_task, seed_everything
-from freezetune.runs.progress_log import ProgressLog
-from freezetune.runs.tensorboard_log import TensorBoardLogger, check_report_to
-from freezetune.runs.timeline import Timeline
+from freezetune.runs.eval_sets import score_eval_sets, summarize
+from freezetune.runs.listeners import listeners
+from freezetune.runs.loading import check_eval_sets, check_metric, load_data, load_model, make_task, seed_everything
+from freezetune.runs.paths import absolute_paths
+from freezetune.runs.tensorboard_log import check_report_to
 from freezetune.scoring.resolve import Resolution, resolve_strategy
 from freezetune.scoring.sample import sample_batches
 from freezetune.strategies.registry import check_spec, needs_context
 from freezetune.tasks.task import monitored_metric
-from freezetune.training.callbacks import Callback
 from freezetune.training.finetuner import Finetuner
 from freezetune.training.prefix_cache import CacheStore
-from freezetune.training.resume import changed_settings, load_state
+from freezetune.training.resume import changed_settings, has_state, load_state
 from freezetune.training.state import FitResult
 
 log = logging.getLogger("freezetune")
@@ -71,8 +73,12 @@ class RunSpec:
             model.model, model.gguf_file = defaults.smollm2_gguf()
         elif model.model is None:
             model.model = defaults.default_model_path()
+        for config in (data, model):  # absolute in config.yaml: it repeats the run from any folder
+            for key, value in absolute_paths(asdict(config)).items():
+                setattr(config, key, value)
         train = TrainConfig(**asdict(self.train))
-        return RunSpec(self.strategy, data, model, train, self.output, self.overwrite)
+        output = os.path.abspath(os.path.expanduser(self.output)) if self.output else None
+        return RunSpec(self.strategy, data, model, train, output, self.overwrite)
 
     def flat(self) -> dict[str, Any]:
         """One flat mapping with the same keys as the CLI flags (and YAML configs)."""
@@ -94,6 +100,7 @@ class RunResult:
     data_summary: dict[str, Any]
     output: Path | None
     summary_metrics: tuple[str, ...] = ("accuracy", "macro_f1", "mcc")  # the task's, headline first
+    eval_sets: dict[str, dict[str, Any]] = field(default_factory=dict)  # --extra-eval / --ood-set: name -> metrics
 
     def reported(self) -> tuple[str, dict[str, Any]]:
         """Which numbers to report: test when given, else (optimistic) validation."""
@@ -108,6 +115,7 @@ class RunResult:
             "reported_is_optimistic": split == "validation",
             "monitored": self.spec.train.metric,  # what picked the best epoch (and a sweep's best rate)
             **{k: metrics[k] for k in self.summary_metrics if k in metrics},
+            "eval_sets": summarize(self.eval_sets, self.summary_metrics),
             "lr": self.fit.lr,
             **{k: v for k, v in self.fit.costs.items() if k not in ("epoch_times_s", "retention")},
             **_retention_fields(self.fit.costs.get("retention")),
@@ -132,39 +140,8 @@ class RunCaches:
     retention_before: dict[tuple, float] = field(default_factory=dict)
 
 
-class MetricsLogger(Callback):
-    """Writes step and evaluation records to ``metrics.jsonl``."""
-
-    def __init__(self, run_dir: RunDir, every: int = 10):
-        self.run_dir, self.every = run_dir, every
-        self.unwritten: dict[str, Any] | None = None  # the last step, when not written yet
-
-    def on_step_end(self, tuner, record: dict[str, Any]) -> None:
-        self.unwritten = record
-        if record["step"] % self.every == 0 or record["step"] < self.every:  # the first steps: a short run's curve
-            self._write_step()
-
-    def on_epoch_end(self, tuner, state, total_steps: int) -> None:
-        self._write_step()  # each epoch's last step too, so the loss curve reaches every evaluation
-
-    def _write_step(self) -> None:
-        if self.unwritten is not None:
-            self.run_dir.append_metrics({"kind": "train", **self.unwritten})
-            self.unwritten = None
-
-    def on_evaluate(self, tuner, metrics: dict[str, Any]) -> None:
-        self.run_dir.append_metrics({"kind": "eval", **metrics})
-
-    def on_plan_change(self, tuner, old, new) -> None:
-        if old is not None:
-            step = tuner.state.step if tuner.state is not None else 0
-            self.run_dir.append_metrics({"kind": "plan_change", "step": step, "from": old.spec, "to": new.spec,
-                                         "blocks": list(new.trainable_blocks(tuner.layers.num_blocks)),
-                                         "embeddings": new.embeddings, "head": new.head})
-
-
-# Settings that may differ between an interrupted run and its resumption.
-RESUME_IGNORES = {"progress", "report_to", "output", "overwrite"}
+# Settings that may differ between an interrupted run and its resumption (evaluation sets are scored after training).
+RESUME_IGNORES = {"progress", "report_to", "output", "overwrite", "extra_eval", "ood_set", "label_map"}
 
 
 class Retention:
@@ -233,20 +210,33 @@ def run_training(
     spec.train.validate()
     check_spec(spec.strategy)
     check_metric(spec)
+    check_eval_sets(spec)
     check_report_to(spec.train, spec.output)
     saved_state = None
     if resume:
         run_dir, saved_state = _resumable(spec)
     else:
         run_dir = RunDir.create(spec.output, overwrite=spec.overwrite) if spec.output else None
+    try:
+        return _train(spec, run_dir, saved_state, resume=resume, data=data, tokenizer=tokenizer, caches=caches,
+                      resolution=resolution)
+    except Interrupted as stop:
+        stop.run = str(run_dir.path) if run_dir and run_dir.file("config.yaml").is_file() else None
+        raise
+    finally:
+        if run_dir is not None:
+            run_dir.close()  # another process may write here now
+
+
+def _train(spec: RunSpec, run_dir: RunDir | None, saved_state: dict[str, Any] | None, *, resume: bool,
+           data: ClassificationData | None, tokenizer, caches: RunCaches | None,
+           resolution: Resolution | None) -> RunResult:
     seed_everything(spec.train.seed)
     m = spec.model
     if tokenizer is None:
         tokenizer = load_tokenizer(m.model, gguf_file=m.gguf_file)
     if data is None:
-        started = time.perf_counter()
         data = load_data(spec, tokenizer)
-        log.info("%s", data_line(data, time.perf_counter() - started))
     caches = caches or RunCaches()
     task = make_task(spec, data)
     spec.train.metric = monitored_metric(task, spec.train.metric)  # written out: config.yaml names it
@@ -266,7 +256,7 @@ def run_training(
         tokenizer_name=getattr(tokenizer, "name_or_path", ""),
         state_dir=str(run_dir.file("resume")) if run_dir else None,
         state_key=_resume_key(spec),
-        callbacks=[*_listeners(spec, run_dir), *resolution.callbacks],
+        callbacks=[*listeners(run_dir, spec.train), *resolution.callbacks],
         cache_store=caches.prefix,
     )
     log.info("%s", tuner.plan.describe(tuner.layers))
@@ -291,6 +281,8 @@ def run_training(
     spec.train.lr = fit.lr  # the resolved config names the rate actually used
     validation = fit.best_metrics or tuner.evaluate(data.validation)
     test = tuner.evaluate(data.test) if data.test is not None else None
+    kept_step = fit.best_step if spec.train.keep_best else fit.costs["steps"]  # the weights the run keeps
+    eval_sets = score_eval_sets(tuner, getattr(data, "eval_sets", {}), run_dir, kept_step)
     if retention is not None:
         log.info("measuring retention (%s) of the fine-tuned model ...", retention.kind)
         scores = fit.costs["retention"] = retention.after(tuner.model, tokenizer)
@@ -305,7 +297,8 @@ def run_training(
         "truncated": data.truncated,
         "dropped": data.dropped,
     }
-    result = RunResult(spec, fit, validation, test, summary, run_dir.path if run_dir else None, task.summary_metrics)
+    result = RunResult(spec, fit, validation, test, summary, run_dir.path if run_dir else None, task.summary_metrics,
+                       eval_sets)
     if run_dir:
         started = time.perf_counter()
         saved = save_checkpoint(
@@ -323,22 +316,13 @@ def run_training(
     return result
 
 
-def _listeners(spec: RunSpec, run_dir: RunDir | None) -> list[Callback]:
-    """What hears the training loop: the log lines; with a run folder metrics.jsonl, timeline.png, TensorBoard."""
-    listeners: list[Callback] = [ProgressLog()]
-    if run_dir:
-        listeners += [MetricsLogger(run_dir), Timeline(run_dir.file("timeline.png"))]
-        if spec.train.report_to == "tensorboard":
-            listeners.append(TensorBoardLogger(run_dir.path))
-    return listeners
-
-
 def _resume_key(spec: RunSpec) -> dict[str, Any]:
     return {k: v for k, v in spec.flat().items() if k not in RESUME_IGNORES}
 
 
-def _resumable(spec: RunSpec) -> tuple[RunDir, dict[str, Any]]:
-    """The interrupted run's folder and saved state, refusing a changed configuration."""
+def _resumable(spec: RunSpec) -> tuple[RunDir, dict[str, Any] | None]:
+    """The interrupted run's folder and saved state (None: stopped before its first save), refusing a changed
+    configuration."""
     import yaml
 
     if not spec.output:
@@ -347,7 +331,9 @@ def _resumable(spec: RunSpec) -> tuple[RunDir, dict[str, Any]]:
     config = folder / "config.yaml"
     if not config.is_file():
         raise FreezetuneError(f"{folder} is not a freezetune run (no config.yaml); nothing to resume")
+    check_unlocked(folder)
     saved_config = yaml.safe_load(config.read_text()) or {}
+    saved_config = absolute_paths(saved_config)  # older runs saved relative paths
     current = _resume_key(spec)
     changed = changed_settings({k: v for k, v in saved_config.items() if k not in RESUME_IGNORES}, current, set())
     if changed:
@@ -355,7 +341,13 @@ def _resumable(spec: RunSpec) -> tuple[RunDir, dict[str, Any]]:
             f"cannot resume {folder} with changed settings ({'; '.join(changed[:3])}); "
             "resume with the same settings or start a new run with another --output"
         )
-    return RunDir(folder), load_state(folder / "resume")
+    run_dir = RunDir(folder, lock=True)
+    if not has_state(folder / "resume") and not (folder / "metrics.json").is_file():
+        log.info("resuming %s: it stopped before its first save, so training starts from step 0", folder)
+        return run_dir, None
+    state = load_state(folder / "resume")
+    log.info("resuming %s from step %d (epoch %d)", folder, state["step"], state["epoch"] + 1)
+    return run_dir, state
 
 
 def _write_run(run_dir: RunDir, result: RunResult, layers: LayerMap) -> None:
@@ -369,6 +361,7 @@ def _write_run(run_dir: RunDir, result: RunResult, layers: LayerMap) -> None:
             "summary": result.summary(),
             "validation": result.validation,
             "test": result.test,
+            "eval_sets": result.eval_sets,
             "reported_split": split,
             "note": None if split == "test" else (
                 "no --test-data: these are validation numbers, used for model selection, so optimistic"

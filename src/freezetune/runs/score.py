@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from pathlib import Path
 
 import torch
@@ -12,7 +11,7 @@ import torch
 from freezetune.core.errors import FreezetuneError
 from freezetune.core.model import load_tokenizer
 from freezetune.measure.units import format_duration
-from freezetune.runs.loading import data_line, load_data, load_model, make_task
+from freezetune.runs.loading import load_data, load_model, make_task
 from freezetune.runs.run import RunSpec
 from freezetune.scoring.cost import run_estimate
 from freezetune.scoring.result import LayerScores
@@ -34,9 +33,7 @@ def score_training_data(spec: RunSpec, scorers: list[str], *, samples: int, seed
     names = list(SCORERS) if "all" in scorers else list(dict.fromkeys(scorers or ["semantic"]))
     spec = spec.resolved()
     tokenizer = load_tokenizer(spec.model.model, gguf_file=spec.model.gguf_file)
-    started = time.perf_counter()
     data = load_data(spec, tokenizer)
-    log.info("%s", data_line(data, time.perf_counter() - started))
     task = make_task(spec, data)
     model = load_model(spec, task)
     torch.manual_seed(seed)
