@@ -2,7 +2,7 @@
 
 import csv
 
-from freezetune.runs.sweep import Sweep, _stats, _write_results
+from freezetune.runs.sweep import Sweep, _stats, write_results
 
 
 def row(strategy, **extra):
@@ -21,7 +21,7 @@ def test_means_of_whole_numbers_stay_whole():
 
 def test_results_csv_follows_the_table_and_writes_integers(tmp_path):
     rows = [row("full"), row("auto", chosen="blocks 2-3 / blocks 3")]
-    _write_results(tmp_path, rows, Sweep(strategies=["full", "auto"], output=str(tmp_path)))
+    write_results(tmp_path, rows, Sweep(strategies=["full", "auto"], output=str(tmp_path)))
     with open(tmp_path / "results.csv", newline="") as handle:
         header, *lines = list(csv.reader(handle))
     assert header[:12] == ["strategy", "chosen", "accuracy", "accuracy_std", "headline_pm", "macro_f1",
