@@ -37,6 +37,7 @@ from freezetune.strategies.lr_policy import default_lr
 from freezetune.strategies.registry import check_spec, needs_context
 from freezetune.strategies.schedules import Schedule, rate_plan
 from freezetune.tasks.task import monitored_metric
+from freezetune.training.distributed import ranks
 
 log = logging.getLogger("freezetune")
 
@@ -105,6 +106,9 @@ def run_sweep(sweep: Sweep) -> list[dict[str, Any]]:
     if len(set(sweep.strategies)) != len(sweep.strategies):
         raise FreezetuneError("the same --strategy is listed twice")
     parse_grid(sweep.lr_grid)
+    if ranks().world > 1:  # ranks would each decide which runs are finished, and disagree
+        raise FreezetuneError("freezetune compare runs in one process; launch freezetune train with torchrun or "
+                              "accelerate launch to train one plan data-parallel")
     out = Path(sweep.output)
     if out.is_file():
         raise FreezetuneError(f"{out} is a file; --output must be a folder")

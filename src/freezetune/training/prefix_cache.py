@@ -84,9 +84,10 @@ class CacheKey:
     data: str  # hash of the token ids (and types) of the examples
     tokenizer: str
     dtype: str = "fp32"  # storage type
+    shard: str = ""  # "rank/world" when the cache holds one rank's examples only (data parallelism)
 
     def digest(self) -> str:
-        text = f"{self.prefix}|{self.depth}|{self.data}|{self.tokenizer}|{self.dtype}"
+        text = f"{self.prefix}|{self.depth}|{self.data}|{self.tokenizer}|{self.dtype}|{self.shard}"
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
