@@ -76,15 +76,18 @@ def prepare_caches(tuner: Finetuner, store: CacheStore, train, eval, epochs: int
         key = CacheKey(prefix, depth, data_fingerprint(data), tuner.tokenizer_name, cfg.cache_dtype, shard)
         cache = store.get(key)
         if cache is None:
+            in_ram = sum(c.ram_bytes for c in caches.values())  # the training data's cache comes first
             cache = build_cache(tuner.layers, depth, loader, lengths, key, device=tuner.device, dtype=cfg.cache_dtype,
-                                ram_limit_bytes=limit, autocast_dtype=tuner.autocast_dtype)
+                                ram_limit_bytes=max(0, limit - in_ram), autocast_dtype=tuner.autocast_dtype,
+                                directory=cfg.cache_dir)
             store.put(cache, limit_bytes=limit)
         else:
             reused += 1
         caches[id(data)] = cache
     size = sum(c.bytes for c in caches.values())
-    where = "disk" if any(c.on_disk for c in caches.values()) else "RAM"
-    status = f"on: boundary {depth}, {size / 2**20:.1f} MiB in {where} ({cfg.cache_dtype})"
+    ram = sum(c.ram_bytes for c in caches.values())
+    where = "RAM" if ram == size else f"RAM + {(size - ram) / 2**20:.1f} MiB on disk"
+    status = f"on: boundary {depth}, {ram / 2**20:.1f} MiB in {where} ({cfg.cache_dtype})"
     if reused:
         status += f", {reused} of {len(datasets)} reused from an earlier run"
     log.info("frozen-prefix cache %s", status)

@@ -147,10 +147,10 @@ def _build(tuner: Finetuner, caches: ScheduleCaches, depths: list[int], source: 
         keys = {d: CacheKey(prefix_fingerprint(tuner.layers, d), d, data_fingerprint(data), tuner.tokenizer_name,
                             cfg.cache_dtype, shard) for d in depths}
         per_depth = caches.by_depth.setdefault(key, {})
-        used = sum(c.bytes for per in caches.by_depth.values() for c in per.values() if not c.on_disk)
+        used = sum(c.ram_bytes for per in caches.by_depth.values() for c in per.values())
         built = build_caches(tuner.layers, keys, loader, lengths, device=tuner.device, dtype=cfg.cache_dtype,
                              ram_limit_bytes=max(0, limit - used), autocast_dtype=tuner.autocast_dtype,
-                             source=per_depth[source] if source is not None else None)
+                             source=per_depth[source] if source is not None else None, directory=cfg.cache_dir)
         per_depth.update(built)
     caches.build_s += time.perf_counter() - started
     what = f"advanced from boundary {source} to {depths[0]}" if source else f"boundaries {depths} in one pass"
