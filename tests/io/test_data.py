@@ -397,3 +397,14 @@ def test_mrpc_keeps_every_row(tokenizer):
         label_column="Quality", eval_path=shared / "glue/MRPC/dev.tsv", max_length=64)
     assert len(result.train) == expected and result.label_names == ["0", "1"]
     assert result.dropped == {"train": 0, "validation": 0}
+
+
+def test_tokenizing_in_chunks_gives_the_same_dataset(tmp_path, tokenizer, monkeypatch):
+    rows = [(("a long review " * (i % 5 + 1)) + str(i), "pos" if i % 3 else "neg") for i in range(11)]
+    path = write_csv(tmp_path / "train.csv", rows)
+    load = dict(tokenizer=tokenizer, eval_path=path, max_length=8)
+    whole = data.load_classification_data(path, **load)
+    monkeypatch.setattr(data, "CHUNK_ROWS", 3)  # 11 rows: chunks of 3, 3, 3 and 2
+    chunked = data.load_classification_data(path, **load)
+    assert chunked.train.to_dict() == whole.train.to_dict() and len(chunked.train) == 11
+    assert chunked.truncated == whole.truncated == {"train": 8, "validation": 8}

@@ -70,3 +70,16 @@ def test_a_run_hash_names_paths_relative_to_the_working_folder(tmp_path, monkeyp
     absolute = replace(relative, data=DataConfig(data=str(tmp_path / "train.csv")))
     assert run_hash(relative) == run_hash(absolute)  # config.yaml saves paths absolute; the store keeps its hashes
     assert run_hash(relative) != run_hash(replace(relative, data=DataConfig(data="other.csv")))
+
+
+def test_an_option_at_its_default_stays_out_of_a_run_hash():
+    from dataclasses import replace
+
+    from freezetune.core.config import TrainConfig
+    from freezetune.runs.run import RunSpec
+    from freezetune.runs.sweep import run_hash
+
+    spec = RunSpec(strategy="full", train=TrainConfig(epochs=3, lr=1e-4))
+    assert run_hash(spec) == run_hash(replace(spec, train=replace(spec.train, epochs=TrainConfig().epochs)))
+    assert run_hash(spec) != run_hash(replace(spec, train=replace(spec.train, epochs=4)))
+    assert run_hash(spec) == run_hash(replace(spec, train=replace(spec.train, cache_dir="/elsewhere")))

@@ -145,3 +145,27 @@ def test_a_second_run_on_the_same_data_and_prefix_reuses_the_cache():
     # without a store nothing is shared: each Finetuner keeps its own
     alone = Finetuner(tiny_classifier(), "lower_half", progress=False, epochs=2, batch_size=8).fit(data, held_out)
     assert "reused" not in alone.costs["cache"]
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+def test_past_the_ram_limit_only_the_rest_spills_to_disk_and_reads_back_the_same(dtype, tmp_path):
+    model = tiny_classifier().eval()
+    layers = LayerMap.from_model(model)
+    data = toy_dataset(n=16).add_column("index", list(range(16)))
+    lengths = [len(x) for x in data["input_ids"]]
+    key = CacheKey(prefix_fingerprint(layers, 2), 2, data_fingerprint(data), "t", dtype)
+    row_bytes = 32 * (4 if dtype == "fp32" else 2)  # hidden size 32
+
+    def build(limit):
+        return build_cache(layers, 2, make_loader(data, batch_size=8, shuffle=False), lengths, key,
+                           device=torch.device("cpu"), dtype=dtype, ram_limit_bytes=limit, directory=str(tmp_path))
+
+    whole, split = build(2**30), build(40 * row_bytes + 7)  # 40 rows fit; the 7 spare bytes hold no row
+    assert not whole.on_disk and whole.ram_rows == sum(lengths) == 143
+    assert split.ram_rows == 40 and split.ram_bytes == 40 * row_bytes and split.disk.shape == (103, 32)
+    assert [p.name.startswith("freezetune-cache-") for p in tmp_path.iterdir()] == [True]  # in the --cache-dir
+    assert split.disk.dtype == whole.ram.dtype == {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
+    assert torch.equal(split.states, whole.states)
+    for batch in make_loader(data, batch_size=8, shuffle=False):  # an example astride the two parts too
+        assert torch.equal(split.fetch(batch["index"], batch["attention_mask"]),
+                           whole.fetch(batch["index"], batch["attention_mask"]))

@@ -67,7 +67,10 @@ class TrainConfig:
     cache_dtype: str = option(
         "fp32", "storage type of cached states (bf16/fp16 halve the memory)", choices=("fp32", "bf16", "fp16")
     )
-    cache_ram_gb: float = option(4.0, "cache in RAM up to this size, then in a disk memmap")
+    cache_ram_gb: float = option(4.0, "cache in RAM up to this size (GiB); the rest goes to a disk memmap")
+    cache_dir: str | None = option(
+        None, "folder for the part of the cache past --cache-ram-gb (default: the system's temporary folder)"
+    )
     gradient_checkpointing: bool = option(
         False, "recompute the trainable blocks' activations in backward (less memory, ~30% more time); "
         "the frozen prefix is never checkpointed, so its backward stays skipped"

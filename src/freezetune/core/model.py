@@ -178,7 +178,8 @@ def load_classifier(
         dequantized(backbone)
     if pooling == "auto":
         pooling = default_pooling(model_path, backbone.config)
-    dropout = getattr(backbone.config, "hidden_dropout_prob", None) or 0.1
+    dropout = getattr(backbone.config, "hidden_dropout_prob", None)
+    dropout = 0.1 if dropout is None else dropout  # a backbone configured without dropout gets none here either
     model = SequenceClassifier(backbone, num_labels, pooling, dropout=dropout)
     log.info("loaded %s (%s, pooling=%s)", model_path, type(backbone).__name__, pooling)
     return model

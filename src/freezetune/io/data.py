@@ -28,6 +28,7 @@ from freezetune.io.tables import read_table
 logger = logging.getLogger("freezetune")
 
 _INT = re.compile(r"[+-]?\d+")
+CHUNK_ROWS = 10_000  # rows tokenized at once: Python lists for one chunk, compact Arrow columns for the rest
 
 
 @dataclass
@@ -162,7 +163,7 @@ def _subsample(frame: pd.DataFrame, label_column: str, limit: int | None, seed: 
 
 
 def _tokenize(
-    frame: pd.DataFrame, columns: Sequence[str], tokenizer: Any, max_length: int, split: str
+    frame: pd.DataFrame, columns: Sequence[str], tokenizer: Any, max_length: int
 ) -> tuple[dict[str, list], int]:
     """Tokenize without padding; return the encodings and how many examples were truncated."""
     texts = [[str(v) for v in frame[c]] for c in columns]
@@ -180,16 +181,23 @@ def _tokenize(
             verbose=False,  # no "sequence longer than the model's maximum" warning: we report it
         )["input_ids"]
         truncated = sum(len(ids) > max_length for ids in full)
-    if truncated:
-        logger.info(
-            "%d of %d %s texts were longer than max_length=%d and were truncated",
-            truncated, len(frame), split, max_length,
-        )
     return {k: encoded[k] for k in MODEL_INPUTS if k in encoded}, truncated
 
 
-def _to_dataset(encoded: dict[str, list], labels: Sequence[str], label_ids: dict[str, int]) -> datasets.Dataset:
-    return datasets.Dataset.from_dict({**encoded, "labels": [label_ids[name] for name in labels]})
+def _to_dataset(frame: pd.DataFrame, columns: Sequence[str], label_column: str, label_ids: dict[str, int],
+                tokenizer: Any, max_length: int, split: str) -> tuple[datasets.Dataset, int]:
+    """The split's dataset, tokenized CHUNK_ROWS rows at a time, and how many examples were truncated."""
+    parts, truncated = [], 0
+    for start in range(0, len(frame), CHUNK_ROWS):
+        chunk = frame.iloc[start:start + CHUNK_ROWS]
+        encoded, cut = _tokenize(chunk, columns, tokenizer, max_length)
+        labels = [label_ids[name] for name in chunk[label_column]]
+        parts.append(datasets.Dataset.from_dict({**encoded, "labels": labels}))
+        truncated += cut
+    if truncated:
+        logger.info("%d of %d %s texts were longer than max_length=%d and were truncated",
+                    truncated, len(frame), split, max_length)
+    return (parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)), truncated
 
 
 def load_classification_data(
@@ -257,8 +265,8 @@ def load_classification_data(
     truncated: dict[str, int] = {}
     names = {"train": "training", "validation": "validation", "test": "test"}
     for split, frame in splits.items():
-        encoded, truncated[split] = _tokenize(frame, columns, tokenizer, max_length, names[split])
-        built[split] = _to_dataset(encoded, frame[label_column].tolist(), label_ids)
+        built[split], truncated[split] = _to_dataset(frame, columns, label_column, label_ids, tokenizer, max_length,
+                                                     names[split])
     return ClassificationData(
         train=built["train"],
         validation=built["validation"],
@@ -282,7 +290,7 @@ def load_eval_set(
                                  label_map=label_map)
     _check_labels(frame[label_column], label_names, f"{spec.kind} set {spec.name!r} ({spec.path})")
     frame = _subsample(frame, label_column, max_rows, seed)
-    encoded, truncated = _tokenize(frame, columns, tokenizer, max_length, f"{spec.name!r}")
     label_ids = {name: i for i, name in enumerate(label_names)}
-    dataset = _to_dataset(encoded, frame[label_column].tolist(), label_ids)
+    dataset, truncated = _to_dataset(frame, columns, label_column, label_ids, tokenizer, max_length,
+                                     f"{spec.kind} set {spec.name!r}")
     return EvalSet(spec.name, spec.kind, spec.path, dataset, truncated, dropped)

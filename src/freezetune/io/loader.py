@@ -1,7 +1,8 @@
 """Padded batches: tokenized examples in, dict batches of LongTensors out.
 
 `make_loader` pads per batch (`collate`), optionally bucketing examples of similar length
-(`BucketBatchSampler`) so that little compute goes to padding.
+(`BucketBatchSampler`) so that little compute goes to padding. Under data parallelism each
+process keeps its own examples of every global batch (`ShardedBatchSampler`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 import datasets
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Sampler, SequentialSampler
 
 from freezetune.core.errors import FreezetuneError
 
@@ -87,6 +88,55 @@ class BucketBatchSampler(Sampler[list[int]]):
         return iter(batches)
 
 
+class Shard(list):
+    """One rank's positions in a global batch, and its ``weight``: rows here x ranks / rows in the batch."""
+
+    weight: float
+
+
+class ShardedBatchSampler(Sampler[Shard]):
+    """Rank ``rank``'s part of every batch of ``batches``: the positions ``i`` with ``i % world == rank``.
+
+    Ownership never changes, so a rank always sees the same examples (and caches only those).
+    A batch with none of them gives the rank its first own example at weight 0: every rank
+    takes part in every step, and the gradient is unchanged.
+    """
+
+    def __init__(self, batches: Sampler[list[int]], rank: int, world: int) -> None:
+        self.batches, self.rank, self.world = batches, rank, world
+        self.generator = getattr(batches, "generator", None)  # a bucketed order's: resume saves and restores it
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self) -> Iterator[Shard]:
+        for batch in self.batches:
+            own = [i for i in batch if i % self.world == self.rank]
+            shard = Shard(own or [self.rank])
+            shard.weight = len(own) * self.world / len(batch)
+            yield shard
+
+
+class _Collated:
+    """A dataset read a shard at a time: the padded batch, with the shard's weight as ``shard_weight``."""
+
+    def __init__(self, dataset: Any, collate_fn) -> None:
+        self.dataset, self.collate_fn = dataset, collate_fn
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitems__(self, shard: Shard) -> dict[str, torch.Tensor]:
+        read = getattr(self.dataset, "__getitems__", None)  # a datasets.Dataset reads many rows at once
+        batch = self.collate_fn(read(list(shard)) if read else [self.dataset[i] for i in shard])
+        batch["shard_weight"] = torch.tensor(shard.weight)
+        return batch
+
+
+def _as_is(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return batch
+
+
 def _lengths(dataset: Any) -> list[int]:
     if isinstance(dataset, datasets.Dataset):
         return [len(ids) for ids in dataset["input_ids"]]  # one column read, not row by row
@@ -101,17 +151,28 @@ def make_loader(
     seed: int = 0,
     pad_token_id: int = 0,
     bucket: bool = False,
+    shard: tuple[int, int] | None = None,
 ) -> DataLoader:
     """A DataLoader of dynamically padded dict batches (see `collate`).
 
     The order is reproducible: shuffling draws from a torch.Generator seeded with `seed`.
-    `bucket=True` groups examples of similar length (`BucketBatchSampler`).
+    `bucket=True` groups examples of similar length (`BucketBatchSampler`). `shard=(rank, world)`
+    draws batches of `batch_size` in the same order and yields only that rank's part of each
+    (`ShardedBatchSampler`), with its weight as `shard_weight`.
     """
     if batch_size < 1:
         raise FreezetuneError(f"batch size must be at least 1, got {batch_size}")
     collate_fn = partial(collate, pad_token_id=pad_token_id)
-    if bucket:
-        sampler = BucketBatchSampler(_lengths(dataset), batch_size, shuffle=shuffle, seed=seed)
-        return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_fn)
     generator = torch.Generator().manual_seed(seed)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, collate_fn=collate_fn)
+    if bucket:
+        batches = BucketBatchSampler(_lengths(dataset), batch_size, shuffle=shuffle, seed=seed)
+    elif shard is not None:  # what DataLoader(shuffle=..., generator=...) builds, so the order is the same
+        order = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
+        batches = BatchSampler(order, batch_size, drop_last=False)
+    else:
+        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, collate_fn=collate_fn)
+    if shard is not None:
+        # A plain order's generator goes to the DataLoader as well: it draws from it first, as unsharded.
+        return DataLoader(_Collated(dataset, collate_fn), batch_sampler=ShardedBatchSampler(batches, *shard),
+                          collate_fn=_as_is, generator=None if bucket else generator)
+    return DataLoader(dataset, batch_sampler=batches, collate_fn=collate_fn)

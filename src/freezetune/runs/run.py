@@ -37,6 +37,7 @@ from freezetune.scoring.resolve import Resolution, resolve_strategy
 from freezetune.scoring.sample import sample_batches
 from freezetune.strategies.registry import check_spec, needs_context
 from freezetune.tasks.task import monitored_metric
+from freezetune.training.distributed import ranks
 from freezetune.training.finetuner import Finetuner
 from freezetune.training.prefix_cache import CacheStore
 from freezetune.training.resume import changed_settings, has_state, load_state
@@ -217,6 +218,10 @@ def run_training(
         run_dir, saved_state = _resumable(spec)
     else:
         run_dir = RunDir.create(spec.output, overwrite=spec.overwrite) if spec.output else None
+    place = ranks()  # launched data-parallel: every rank checks the folder, rank 0 alone writes it
+    place.barrier()  # no rank checks the folder after rank 0 started writing it
+    if not place.is_main:
+        run_dir = None
     try:
         return _train(spec, run_dir, saved_state, resume=resume, data=data, tokenizer=tokenizer, caches=caches,
                       resolution=resolution)

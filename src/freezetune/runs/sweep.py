@@ -41,12 +41,15 @@ from freezetune.strategies.lr_policy import default_lr
 from freezetune.strategies.registry import check_spec, needs_context
 from freezetune.strategies.schedules import Schedule, rate_plan
 from freezetune.tasks.task import monitored_metric
+from freezetune.training.distributed import ranks
 
 log = logging.getLogger("freezetune")
 
 AUTO_GRID = (1 / 3, 1.0, 3.0)
+_DEFAULTS = RunSpec()  # an option at its default value stays out of a run's hash
 # Settings that do not change a run's training, left out of its hash: adding an evaluation set reuses the runs.
-_NOT_HASHED = {"progress", "report_to", "output", "overwrite", "extra_eval", "ood_set", "label_map"}
+_NOT_HASHED = {"progress", "output", "overwrite", "extra_eval", "ood_set", "label_map", "cache_dir", "report_to",
+               "trust_remote_code", "min_class_count"}
 
 
 @dataclass
@@ -76,11 +79,13 @@ def parse_grid(text: str | None) -> tuple[float, ...] | None:
 def run_hash(spec: RunSpec) -> str:
     """A hash of everything that decides a run's result.
 
-    Paths enter it relative to the working folder, as users and the benchmarks name them
-    (config.yaml saves them absolute): a run store keeps its hashes on any machine and
-    checkout, and a store made before paths were saved absolute is reused.
+    Options at their default value are left out, so a new option (at its default) keeps every
+    earlier hash. Paths enter it relative to the working folder, as users and the benchmarks
+    name them (config.yaml saves them absolute): a store keeps its hashes on any checkout.
     """
-    flat = {k: v for k, v in spec.flat().items() if k not in _NOT_HASHED}
+    defaults = _DEFAULTS.flat()
+    flat = {k: v for k, v in spec.flat().items()
+            if k not in _NOT_HASHED and (k == "strategy" or k not in defaults or v != defaults[k])}
     flat.update({k: _relative(flat[k]) for k in PATH_OPTIONS if flat.get(k)})
     return hashlib.sha256(json.dumps(flat, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
@@ -125,6 +130,9 @@ def run_sweep(sweep: Sweep) -> list[dict[str, Any]]:
     if len(set(sweep.strategies)) != len(sweep.strategies):
         raise FreezetuneError("the same --strategy is listed twice")
     parse_grid(sweep.lr_grid)
+    if ranks().world > 1:  # ranks would each decide which runs are finished, and disagree
+        raise FreezetuneError("freezetune compare runs in one process; launch freezetune train with torchrun or "
+                              "accelerate launch to train one plan data-parallel")
     out = Path(sweep.output)
     if out.is_file():
         raise FreezetuneError(f"{out} is a file; --output must be a folder")

@@ -39,6 +39,27 @@ def cache_off_reason(tuner: Finetuner, train, epochs: int) -> str | None:
     return None
 
 
+def cache_source(tuner: Finetuner, data, *, train: bool):
+    """The loader a cache of ``data`` is built from, every example's length, and the shard it holds.
+
+    Under data parallelism a rank trains on its own examples only (distributed.py), so the training
+    data's cache holds those: the others get length 0 and take no room. Evaluation runs whole on
+    every rank, so its cache does too.
+    """
+    indexed = data.add_column("index", list(range(len(data))))
+    lengths = [len(ids) for ids in data["input_ids"]]
+    shard = ""
+    if train and tuner.ranks.world > 1:
+        owned = tuner.ranks.owned(len(data))
+        indexed = indexed.select(owned)
+        kept = set(owned)
+        lengths = [n if i in kept else 0 for i, n in enumerate(lengths)]
+        shard = f"{tuner.ranks.rank}/{tuner.ranks.world}"
+    loader = make_loader(indexed, batch_size=tuner.config.eval_batch_size, shuffle=False, seed=0,
+                         pad_token_id=tuner.pad_token_id)
+    return loader, lengths, shard
+
+
 def prepare_caches(tuner: Finetuner, store: CacheStore, train, eval, epochs: int) -> tuple[dict[int, PrefixCache], str]:
     """Caches by ``id`` of the datasets they hold (train, eval), and a one-line status for logs and metrics."""
     reason = cache_off_reason(tuner, train, epochs)
@@ -54,23 +75,23 @@ def prepare_caches(tuner: Finetuner, store: CacheStore, train, eval, epochs: int
     reused = 0
     started = time.perf_counter()
     for data in datasets:
-        key = CacheKey(prefix, depth, data_fingerprint(data), tuner.tokenizer_name, cfg.cache_dtype)
+        loader, lengths, shard = cache_source(tuner, data, train=data is train)
+        key = CacheKey(prefix, depth, data_fingerprint(data), tuner.tokenizer_name, cfg.cache_dtype, shard)
         cache = store.get(key)
         if cache is None:
             log.info("building the frozen-prefix cache: blocks 0..%d on %d rows ...", depth - 1, len(data))
-            indexed = data.add_column("index", list(range(len(data))))
-            loader = make_loader(indexed, batch_size=cfg.eval_batch_size, shuffle=False, seed=0,
-                                 pad_token_id=tuner.pad_token_id)
-            lengths = [len(ids) for ids in data["input_ids"]]
+            in_ram = sum(c.ram_bytes for c in caches.values())  # the training data's cache comes first
             cache = build_cache(tuner.layers, depth, loader, lengths, key, device=tuner.device, dtype=cfg.cache_dtype,
-                                ram_limit_bytes=limit, autocast_dtype=tuner.autocast_dtype)
+                                ram_limit_bytes=max(0, limit - in_ram), autocast_dtype=tuner.autocast_dtype,
+                                directory=cfg.cache_dir)
             store.put(cache, limit_bytes=limit)
         else:
             reused += 1
         caches[id(data)] = cache
     size = sum(c.bytes for c in caches.values())
-    where = "disk" if any(c.on_disk for c in caches.values()) else "RAM"
-    status = f"on: boundary {depth}, {format_bytes(size)} in {where} ({cfg.cache_dtype})"
+    ram = sum(c.ram_bytes for c in caches.values())
+    where = "RAM" if ram == size else f"RAM + {format_bytes(size - ram)} on disk"
+    status = f"on: boundary {depth}, {format_bytes(ram)} in {where} ({cfg.cache_dtype})"
     if reused:
         status += f", {reused} of {len(datasets)} reused from an earlier run"
     log.info("frozen-prefix cache %s (%s)", status, format_duration(time.perf_counter() - started))

@@ -41,6 +41,7 @@ from freezetune.tasks.task import Task, monitored_metric
 from freezetune.training import schedule_cache
 from freezetune.training.cache_setup import prepare_caches
 from freezetune.training.callbacks import Callback, checked
+from freezetune.training.distributed import ranks
 from freezetune.training.interrupts import stop_between_steps
 from freezetune.training.loop import Loop
 from freezetune.training.lr_schedule import warmup_steps
@@ -96,6 +97,7 @@ class Finetuner:
         self.lr = 0.0
         self.trained: set[str] = set()  # every parameter that trained under any plan so far
         self.state: TrainState | None = None  # the fit in progress
+        self.ranks = ranks()  # this process's place when launched data-parallel (torchrun, accelerate launch)
         self.device = pick_device()
         self.autocast_dtype = autocast_dtype(self.config.precision, self.device)
         self.model.to(self.device)
@@ -166,10 +168,12 @@ class Finetuner:
     def to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
 
-    def loader(self, data, *, shuffle: bool, seed: int, batch_size: int):
+    def loader(self, data, *, shuffle: bool, seed: int, batch_size: int, shard: bool = False):
         """A ``datasets.Dataset`` of tokenized rows gets a padded loader; batches pass through.
 
-        A dataset with a prefix cache also yields each example's ``index`` into the cache.
+        A dataset with a prefix cache also yields each example's ``index`` into the cache. With
+        ``shard`` (the training data) and several ranks, batches of ``batch_size`` per rank are drawn
+        for all ranks together and this rank gets its part of each (distributed.py).
         """
         if not hasattr(data, "column_names"):
             return data
@@ -177,8 +181,10 @@ class Finetuner:
         cached = id(data) in self.caches or id(data) in per_boundary
         if cached and "index" not in data.column_names:
             data = data.add_column("index", list(range(len(data))))
-        return make_loader(data, batch_size=batch_size, shuffle=shuffle, seed=seed, pad_token_id=self.pad_token_id,
-                           bucket=self.config.bucket and shuffle)
+        sharding = self.ranks.shard if shard else None
+        return make_loader(data, batch_size=batch_size * (self.ranks.world if sharding else 1), shuffle=shuffle,
+                           seed=seed, pad_token_id=self.pad_token_id, bucket=self.config.bucket and shuffle,
+                           shard=sharding)
 
     # ------------------------------------------------------------------ fit
     def fit(self, train, eval=None, *, resume: dict[str, Any] | None = None) -> FitResult:
@@ -189,8 +195,10 @@ class Finetuner:
         """
         cfg = self.config
         torch.manual_seed(cfg.seed)
+        self.ranks.broadcast(self.model)  # every rank starts from rank 0's weights, as DDP does
         memory = PeakMemory(device=self.device).start()  # the cache's memory counts too
-        train_batches = math.ceil(len(train) / cfg.batch_size) if hasattr(train, "column_names") else len(train)
+        global_batch = cfg.batch_size * self.ranks.world
+        train_batches = math.ceil(len(train) / global_batch) if hasattr(train, "column_names") else len(train)
         steps_per_epoch = math.ceil(train_batches / cfg.grad_accum)
         total_steps = cfg.max_steps or steps_per_epoch * cfg.epochs
         epochs = math.ceil(total_steps / steps_per_epoch)
@@ -205,7 +213,7 @@ class Finetuner:
                 schedule_cache.follow(self, self.schedule_caches, 0)
                 self.cache_status = "on: per boundary, " + ("; ".join(self.schedule_caches.events) or "built as needed")
         cache_build_s = time.perf_counter() - cache_started
-        train_loader = self.loader(train, shuffle=True, seed=cfg.seed, batch_size=cfg.batch_size)
+        train_loader = self.loader(train, shuffle=True, seed=cfg.seed, batch_size=cfg.batch_size, shard=True)
         eval_loader = None
         if eval is not None:
             eval_loader = self.loader(eval, shuffle=False, seed=0, batch_size=cfg.eval_batch_size)
@@ -214,7 +222,7 @@ class Finetuner:
             callback.on_fit_start(self)
         skip = restore(self, resume, state, train_loader) if resume is not None else 0
         timer = StepTimer(device=self.device)
-        progress = _progress(total_steps, cfg.progress, desc=f"train {self.plan.spec}")
+        progress = _progress(total_steps, cfg.progress and self.ranks.is_main, desc=f"train {self.plan.spec}")
         progress.update(state.step)
         try:
             with stop_between_steps() as interrupt, _logs_above(progress):

@@ -80,10 +80,11 @@ class Loop:
             plan = tuner.schedule.plan_at(state.step, state.epoch, state.observations)
             if plan != tuner.plan:
                 tuner.switch_plan(plan)
+            share = batch.pop("shard_weight", None)  # data-parallel: this rank's share of the global batch
             inputs, targets = tuner.task.split(tuner.to_device(batch))
             outputs = tuner.forward(inputs, tuner.train_cache)
             loss = tuner.task.loss(outputs, targets) / cfg.grad_accum
-            loss.backward()
+            (loss if share is None else loss * share.item()).backward()
             summed = loss.detach() if summed is None else summed + loss.detach()
             micro += 1
             pending += 1
@@ -140,6 +141,7 @@ class Loop:
         factor = lr_factor(step, self.total_steps, self.warmup)
         for group in tuner.optimizer.param_groups:
             group["lr"] = group["base_lr"] * factor
+        tuner.ranks.average_gradients(tuner.model.parameters())  # no-op in a single process
         for callback in tuner.callbacks:
             callback.before_optimizer_step(tuner)  # before clipping: the task's own gradient
         if self.config.max_grad_norm:

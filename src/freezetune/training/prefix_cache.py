@@ -4,7 +4,7 @@ Plain ``requires_grad=False`` already stops backward at the frozen prefix; what 
 is the prefix's *forward* on every step. When the embeddings and blocks 0..d-1 are frozen (and
 run in eval mode, so they are deterministic), their output for an example never changes: we
 run them once per example under ``no_grad`` and store the hidden states at boundary d (real
-tokens only, no padding), in RAM up to a limit and in a disk memmap beyond it.
+tokens only, no padding), in RAM up to a limit and the rest in a disk memmap.
 
 Training then starts the forward at block d with :func:`start_at`, which swaps the model's block
 list for ``[inject, blocks[d:]...]`` for the duration of one call. Everything else — attention
@@ -84,9 +84,10 @@ class CacheKey:
     data: str  # hash of the token ids (and types) of the examples
     tokenizer: str
     dtype: str = "fp32"  # storage type
+    shard: str = ""  # "rank/world" when the cache holds one rank's examples only (data parallelism)
 
     def digest(self) -> str:
-        text = f"{self.prefix}|{self.depth}|{self.data}|{self.tokenizer}|{self.dtype}"
+        text = f"{self.prefix}|{self.depth}|{self.data}|{self.tokenizer}|{self.dtype}|{self.shard}"
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -111,40 +112,71 @@ def data_fingerprint(dataset) -> str:
 
 
 class PrefixCache:
-    """Boundary states of every example of one dataset, stored flat (real tokens only)."""
+    """Boundary states of every example of one dataset, stored flat (real tokens only).
+
+    The first rows that fit ``ram_limit_bytes`` live in RAM; the rest, if any, in a memmap in
+    ``directory`` (default: the system's temporary folder), deleted with the cache.
+    """
 
     def __init__(self, key: CacheKey, lengths: list[int], hidden_size: int, *, dtype: str = "fp32",
-                 ram_limit_bytes: int = 4 * 2**30):
+                 ram_limit_bytes: int = 4 * 2**30, directory: str | None = None):
         self.key = key
         self.depth = key.depth
         self.lengths = torch.tensor(lengths)
         self.offsets = torch.zeros(len(lengths) + 1, dtype=torch.long)
         self.offsets[1:] = torch.cumsum(self.lengths, 0)
         self.dtype = STORAGE_DTYPES[dtype]
-        total = int(self.offsets[-1]) * hidden_size
-        self.bytes = total * torch.finfo(self.dtype).bits // 8
-        self.on_disk = self.bytes > ram_limit_bytes
-        if self.on_disk:
-            # numpy has no bfloat16: spill as fp16 bits of the same width, or fp32.
-            np_dtype = np.float32 if self.dtype == torch.float32 else np.float16
-            self._file = tempfile.NamedTemporaryFile(prefix="freezetune-cache-", suffix=".bin")
-            memmap = np.memmap(self._file.name, dtype=np_dtype, mode="w+", shape=(int(self.offsets[-1]), hidden_size))
-            self.states = torch.from_numpy(memmap)
-        else:
-            self.states = torch.empty(int(self.offsets[-1]), hidden_size, dtype=self.dtype)
+        rows = int(self.offsets[-1])
+        row_bytes = hidden_size * torch.finfo(self.dtype).bits // 8
+        self.bytes = rows * row_bytes
+        self.ram_rows = min(rows, max(0, ram_limit_bytes) // row_bytes)
+        self.ram_bytes = self.ram_rows * row_bytes
+        self.ram = torch.empty(self.ram_rows, hidden_size, dtype=self.dtype)
+        self.disk: torch.Tensor | None = None
+        if rows > self.ram_rows:
+            # numpy has no bfloat16: the file holds the raw 16 or 32 bits, viewed in the storage type.
+            np_dtype = np.float32 if self.dtype == torch.float32 else np.int16
+            self._file = tempfile.NamedTemporaryFile(prefix="freezetune-cache-", suffix=".bin", dir=directory)
+            memmap = np.memmap(self._file.name, dtype=np_dtype, mode="w+", shape=(rows - self.ram_rows, hidden_size))
+            self.disk = torch.from_numpy(memmap).view(self.dtype)
+
+    @property
+    def on_disk(self) -> bool:
+        """Whether part of the cache spilled past the RAM limit to disk."""
+        return self.disk is not None
+
+    @property
+    def states(self) -> torch.Tensor:
+        """Every stored row, RAM part then disk part (a copy when the cache is split)."""
+        return self.ram if self.disk is None else torch.cat([self.ram, self.disk])
+
+    def _write(self, start: int, end: int, values: torch.Tensor) -> None:
+        split = self.ram_rows
+        if start < split:
+            self.ram[start:min(end, split)] = values[:min(end, split) - start]
+        if end > split:
+            self.disk[max(start, split) - split:end - split] = values[max(start, split) - start:]
+
+    def _read(self, start: int, end: int) -> torch.Tensor:
+        split = self.ram_rows
+        if end <= split:
+            return self.ram[start:end]
+        if start >= split:
+            return self.disk[start - split:end - split]
+        return torch.cat([self.ram[start:], self.disk[:end - split]])  # an example astride the two parts
 
     def store(self, indices: torch.Tensor, hidden: torch.Tensor, mask: torch.Tensor) -> None:
         for row, index in enumerate(indices.tolist()):
             start, end = int(self.offsets[index]), int(self.offsets[index + 1])
-            self.states[start:end] = hidden[row, mask[row].bool()].to(self.states.dtype).cpu()
+            self._write(start, end, hidden[row, mask[row].bool()].to(self.dtype).cpu())
 
     def fetch(self, indices: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Padded ``[batch, width, hidden]`` states for a batch whose attention mask is ``mask``."""
         batch, width = mask.shape
-        out = torch.zeros(batch, width, self.states.size(1), dtype=torch.float32)
+        out = torch.zeros(batch, width, self.ram.size(1), dtype=torch.float32)
         for row, index in enumerate(indices.tolist()):
             start, end = int(self.offsets[index]), int(self.offsets[index + 1])
-            out[row, mask[row].bool().cpu()] = self.states[start:end].float()
+            out[row, mask[row].bool().cpu()] = self._read(start, end).float()
         return out
 
 
@@ -160,13 +192,15 @@ def build_cache(
     ram_limit_bytes: int = 4 * 2**30,
     autocast_dtype: torch.dtype | None = None,
     source: PrefixCache | None = None,
+    directory: str | None = None,
 ) -> PrefixCache:
     """Run embeddings + blocks 0..depth-1 once over ``loader`` (batches carry ``index``).
 
     With ``source`` (a cache at a lower boundary) only blocks ``source.depth..depth-1`` run.
     """
     return build_caches(layers, {depth: key}, loader, lengths, device=device, dtype=dtype,
-                        ram_limit_bytes=ram_limit_bytes, autocast_dtype=autocast_dtype, source=source)[depth]
+                        ram_limit_bytes=ram_limit_bytes, autocast_dtype=autocast_dtype, source=source,
+                        directory=directory)[depth]
 
 
 def build_caches(
@@ -180,12 +214,13 @@ def build_caches(
     ram_limit_bytes: int = 4 * 2**30,
     autocast_dtype: torch.dtype | None = None,
     source: PrefixCache | None = None,
+    directory: str | None = None,
 ) -> dict[int, PrefixCache]:
     """Every boundary in ``keys`` in one pass: one forward per batch, a capture at each boundary.
 
     The forward stops at the highest boundary. With ``source`` it starts at that lower boundary
     from its stored states (the advance of a cache through the blocks between, alone). RAM is
-    shared: a cache that does not fit what the earlier ones left spills to disk.
+    shared: what does not fit what the earlier caches left spills to a memmap in ``directory``.
     """
     model = layers.model
     depths = sorted(keys)
@@ -193,9 +228,9 @@ def build_caches(
         raise ValueError(f"a cache at boundary {source.depth} cannot be advanced to boundary {depths[0]}")
     caches: dict[int, PrefixCache] = {}
     for d in depths:
-        in_ram = sum(c.bytes for c in caches.values() if not c.on_disk)
+        in_ram = sum(c.ram_bytes for c in caches.values())
         caches[d] = PrefixCache(keys[d], lengths, model.config.hidden_size, dtype=dtype,
-                                ram_limit_bytes=max(0, ram_limit_bytes - in_ram))
+                                ram_limit_bytes=max(0, ram_limit_bytes - in_ram), directory=directory)
     captured: dict[int, torch.Tensor] = {}
     top = depths[-1]
     blocks = layers.blocks

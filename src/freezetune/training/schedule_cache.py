@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from freezetune.io.loader import make_loader
+from freezetune.training.cache_setup import cache_source
 from freezetune.training.prefix_cache import (
     CacheKey,
     PrefixCache,
@@ -143,17 +143,14 @@ def _build(tuner: Finetuner, caches: ScheduleCaches, depths: list[int], source: 
     cfg = tuner.config
     limit = int(cfg.cache_ram_gb * 2**30)
     for key, data in caches.datasets.items():
+        loader, lengths, shard = cache_source(tuner, data, train=key == caches.train_id)
         keys = {d: CacheKey(prefix_fingerprint(tuner.layers, d), d, data_fingerprint(data), tuner.tokenizer_name,
-                            cfg.cache_dtype) for d in depths}
-        indexed = data.add_column("index", list(range(len(data))))
-        loader = make_loader(indexed, batch_size=cfg.eval_batch_size, shuffle=False, seed=0,
-                             pad_token_id=tuner.pad_token_id)
-        lengths = [len(ids) for ids in data["input_ids"]]
+                            cfg.cache_dtype, shard) for d in depths}
         per_depth = caches.by_depth.setdefault(key, {})
-        used = sum(c.bytes for per in caches.by_depth.values() for c in per.values() if not c.on_disk)
+        used = sum(c.ram_bytes for per in caches.by_depth.values() for c in per.values())
         built = build_caches(tuner.layers, keys, loader, lengths, device=tuner.device, dtype=cfg.cache_dtype,
                              ram_limit_bytes=max(0, limit - used), autocast_dtype=tuner.autocast_dtype,
-                             source=per_depth[source] if source is not None else None)
+                             source=per_depth[source] if source is not None else None, directory=cfg.cache_dir)
         per_depth.update(built)
     caches.build_s += time.perf_counter() - started
     what = f"advanced from boundary {source} to {depths[0]}" if source else f"boundaries {depths} in one pass"
