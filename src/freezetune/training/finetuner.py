@@ -314,4 +314,3 @@ def _logs_above(progress):
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     return logging_redirect_tqdm()
-
