@@ -16,6 +16,7 @@ from pathlib import Path
 import freezetune
 from freezetune.cli import compare, export, inspect, predict, retention, score, strategies, train
 from freezetune.cli.flags import config_values
+from freezetune.cli.parser import OneLineParser
 from freezetune.core.errors import FreezetuneError, report
 
 log = logging.getLogger("freezetune")
@@ -24,7 +25,7 @@ COMMANDS = (strategies, inspect, train, compare, predict, export, retention, sco
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="freezetune",
         description="Decide where to fine-tune a pretrained transformer, then fine-tune there.",
     )

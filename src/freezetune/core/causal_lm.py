@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from freezetune.core.errors import FreezetuneError
-from freezetune.core.model import dequantized, is_decoder
+from freezetune.core.model import dequantized, is_decoder, remote_code_error
 
 log = logging.getLogger("freezetune")
 
@@ -92,15 +92,18 @@ class CausalLM(nn.Module):
 
 
 def load_causal_lm(model_path: str | Path, *, gguf_file: str | None = None,
-                   dtype: torch.dtype = torch.float32) -> CausalLM:
+                   dtype: torch.dtype = torch.float32, trust_remote_code: bool = False) -> CausalLM:
     """A causal LM from a local folder (or GGUF file in it, dequantized), in float32 by default."""
     from transformers import AutoModelForCausalLM
 
     kwargs = {"gguf_file": gguf_file} if gguf_file else {}
     try:
-        lm = AutoModelForCausalLM.from_pretrained(str(model_path), dtype=dtype, **kwargs)
+        lm = AutoModelForCausalLM.from_pretrained(str(model_path), dtype=dtype, trust_remote_code=trust_remote_code,
+                                                  **kwargs)
     except (OSError, ValueError) as error:
         text = str(error).strip()
+        if "trust_remote_code" in text:
+            raise remote_code_error(model_path) from None
         first = text.splitlines()[0] if text else type(error).__name__
         raise FreezetuneError(
             f"cannot load {model_path} as a causal language model: {first} "

@@ -157,6 +157,10 @@ class ModelConfig:
     pooling: str = option(
         "auto", "sentence pooling; auto reads the model's own (MiniLM: mean)", choices=("auto", "cls", "mean", "last")
     )
+    trust_remote_code: bool = option(
+        False, "run the Python code a model folder ships for its own classes (config.json's auto_map); only for "
+        "models whose author you trust"
+    )
 
 
 def field_help(cls) -> dict[str, dict]:

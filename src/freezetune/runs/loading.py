@@ -79,5 +79,6 @@ def load_model(spec: RunSpec, task):
     seed_everything(spec.train.seed)
     m = spec.model
     if isinstance(task, CausalLanguageModeling):
-        return load_causal_lm(m.model, gguf_file=m.gguf_file)
-    return load_classifier(m.model, len(task.label_names), pooling=m.pooling, gguf_file=m.gguf_file)
+        return load_causal_lm(m.model, gguf_file=m.gguf_file, trust_remote_code=m.trust_remote_code)
+    return load_classifier(m.model, len(task.label_names), pooling=m.pooling, gguf_file=m.gguf_file,
+                           trust_remote_code=m.trust_remote_code)

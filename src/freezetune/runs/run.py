@@ -24,6 +24,7 @@ from freezetune.io.data import ClassificationData
 from freezetune.io.rundir import RunDir
 from freezetune.measure.retention import measure, resolve_reference
 from freezetune.runs.loading import check_metric, load_data, load_model, make_task, seed_everything
+from freezetune.runs.preflight import check_before_loading
 from freezetune.runs.timeline import Timeline
 from freezetune.scoring.resolve import Resolution, resolve_strategy
 from freezetune.scoring.sample import sample_batches
@@ -219,10 +220,12 @@ def run_training(
         run_dir, saved_state = _resumable(spec)
     else:
         run_dir = RunDir.create(spec.output, overwrite=spec.overwrite) if spec.output else None
+    if resolution is None:
+        check_before_loading([spec.strategy], spec.model, spec.data.task)
     seed_everything(spec.train.seed)
     m = spec.model
     if tokenizer is None:
-        tokenizer = load_tokenizer(m.model, gguf_file=m.gguf_file)
+        tokenizer = load_tokenizer(m.model, gguf_file=m.gguf_file, trust_remote_code=m.trust_remote_code)
     if data is None:
         data = load_data(spec, tokenizer)
     caches = caches or RunCaches()

@@ -29,6 +29,7 @@ from freezetune.core.model import load_tokenizer
 from freezetune.core.plan import Plan
 from freezetune.io.rundir import RunDir
 from freezetune.runs.loading import check_metric, load_data, load_model, make_task
+from freezetune.runs.preflight import check_before_loading
 from freezetune.runs.run import Retention, RunCaches, RunSpec, resolve_for_run, run_training
 from freezetune.runs.tables import results_table
 from freezetune.scoring.resolve import Resolution, resolve_strategy
@@ -110,7 +111,9 @@ def run_sweep(sweep: Sweep) -> list[dict[str, Any]]:
         raise FreezetuneError(f"{out} is a file; --output must be a folder")
     base = sweep.base.resolved()
     base.train.validate()
-    tokenizer = load_tokenizer(base.model.model, gguf_file=base.model.gguf_file)
+    check_before_loading(sweep.strategies, base.model, base.data.task)
+    tokenizer = load_tokenizer(base.model.model, gguf_file=base.model.gguf_file,
+                               trust_remote_code=base.model.trust_remote_code)
     data = load_data(replace(base, train=replace(base.train, seed=sweep.data_seed)), tokenizer)
     task = make_task(base, data)
     base = replace(base, train=replace(base.train, metric=monitored_metric(task, base.train.metric)))
