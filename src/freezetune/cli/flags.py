@@ -106,10 +106,9 @@ def config_values(path: str, parser: argparse.ArgumentParser) -> dict:
     values = {str(k).replace("-", "_"): v for k, v in values.items()}
     unknown = sorted(set(values) - set(known) - {"config"})
     if unknown:
-        raise FreezetuneError(
-            f"{path}: unknown key{'s' if len(unknown) > 1 else ''} {'; '.join(f'{k!r}{did_you_mean(k, known)}' for k in unknown)}"
-            " (keys are the flag names of `freezetune train --help`)"
-        )
+        named = "; ".join(f"{k!r}{did_you_mean(k, known)}" for k in unknown)
+        raise FreezetuneError(f"{path}: unknown key{'s' * (len(unknown) > 1)} {named} (keys are the flag names "
+                              "of `freezetune train --help`)")
     return values
 
 

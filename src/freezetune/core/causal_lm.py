@@ -40,11 +40,12 @@ class CausalLM(nn.Module):
 
     pooling = "none"  # no sentence pooling: every position predicts the next token
 
-    def __init__(self, lm: nn.Module):
+    def __init__(self, lm: nn.Module, *, check_packing: bool = True):
         super().__init__()
         self.backbone = lm
         self.config = lm.config
-        self.packs_logits = self._packing_agrees()
+        # An empty model (built on the meta device only for its layout) cannot run the check.
+        self.packs_logits = self._packing_agrees() if check_packing else False
 
     @torch.no_grad()
     def _packing_agrees(self) -> bool:

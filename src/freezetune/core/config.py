@@ -131,6 +131,10 @@ class DataConfig:
     max_train_rows: int | None = option(None, "use a stratified sample of this many training rows")
     max_eval_rows: int | None = option(None, "use at most this many validation/test rows")
     validation_fraction: float = option(0.1, "share of --data held out for validation when --eval-data is absent")
+    min_class_count: int = option(
+        2, "refuse training data in which a label has fewer rows than this (a stray label is often left by broken "
+        "quoting); 1 keeps every label"
+    )
     retention: str = option(
         "auto",
         "how much pretrained skill survives: sts (STS-B Spearman of mean-pooled embeddings), ppl "

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from freezetune.core.errors import FreezetuneError
+from freezetune.core.errors import FreezetuneError, did_you_mean
 from freezetune.core.helpers import MODEL_INPUTS
 from freezetune.io.tables import read_table
 
@@ -70,19 +70,20 @@ def read_columns(path: str | Path, columns: Sequence[str], *, encoding: str, hea
     frame = read_table(path, encoding=encoding, header=header)
     missing = [c for c in columns if c not in frame.columns]
     if missing:
+        named = ", ".join(f"{c!r}{did_you_mean(c, frame.columns)}" for c in missing)
         raise FreezetuneError(
-            f"{path} has no column {', '.join(map(repr, missing))}; its columns are "
-            f"{', '.join(map(repr, frame.columns))}: choose them with {flags}"
+            f"{path} has no column {named}; its columns are {', '.join(map(repr, frame.columns[:20]))}: "
+            f"choose them with {flags}"
         )
     frame = frame[list(columns)]
     keep = ~frame.map(is_missing).any(axis=1)
     dropped = int((~keep).sum())
+    if dropped == len(frame):
+        raise FreezetuneError(f"{path}: all {len(frame)} rows have an empty {' or '.join(columns)}; check that "
+                              f"{flags} name the columns that hold them")
     if dropped:
         logger.warning("%s: dropped %d of %d rows with a missing %s", path, dropped, len(frame), " or ".join(columns))
-    frame = frame[keep].reset_index(drop=True)
-    if frame.empty:
-        raise FreezetuneError(f"{path} has no data rows with {' and '.join(columns)} filled in")
-    return frame, dropped
+    return frame[keep], dropped  # the index keeps each row's position in the file (0 = first data row)
 
 
 def validation_size(rows: int, fraction: float, max_eval_rows: int | None) -> int:
@@ -105,6 +106,56 @@ def _read_split(
     frame, dropped = read_columns(path, [*columns, label_column], encoding=encoding, header=header, flags=flags)
     frame[label_column] = frame[label_column].map(_label_name)
     return frame, dropped
+
+
+# A class with fewer rows than this share of the largest class's is named in the log.
+RARE_SHARE = 0.1
+
+
+def check_labels(labels: pd.Series, path: str | Path, *, training_labels: Sequence[str] | None = None,
+                 min_class_count: int = 2) -> None:
+    """The one check of a split's labels (names, as ``_label_name`` makes them), before anything trains.
+
+    Training labels (no ``training_labels``): at least two classes, each with at least
+    ``min_class_count`` rows; a class below it is most often a stray value left by broken quoting
+    or a wrong delimiter. A class with far fewer rows than the largest is logged with its count.
+    Evaluation or test labels (``training_labels`` given): none that the training data lacks.
+    The index of ``labels`` is each row's position among the file's data rows (0: the first).
+    """
+    if training_labels is not None:
+        unseen = _sort_labels(set(labels) - set(training_labels))
+        if unseen:
+            raise FreezetuneError(
+                f"{path} has label(s) {', '.join(map(repr, unseen[:10]))} never seen in the training data "
+                f"({', '.join(map(repr, list(training_labels)[:10]))}): check --label-column or the files"
+            )
+        return
+    if min_class_count < 1:
+        raise FreezetuneError(f"--min-class-count must be at least 1, got {min_class_count}")
+    counts = labels.value_counts()
+    if len(counts) < 2:
+        raise FreezetuneError(
+            f"{path} has a single label, {counts.index[0]!r} (all {counts.iloc[0]} rows): a classifier needs at "
+            "least two classes; check --label-column or the file"
+        )
+    rare = counts[counts < min_class_count]
+    if len(rare):
+        described = "; ".join(f"{name!r} has {count} row{'s' * (count > 1)} ({_rows_of(labels, name)})"
+                              for name, count in list(rare.items())[:5])
+        raise FreezetuneError(
+            f"{path}: label {described}, fewer than --min-class-count {min_class_count}; a stray label is often "
+            "left by broken quoting or a wrong delimiter: fix the file, or pass --min-class-count 1 to keep it"
+        )
+    largest, most = counts.index[0], int(counts.iloc[0])
+    for name, count in counts.items():
+        if count < RARE_SHARE * most:
+            logger.warning("%s: label %r has %d rows, far fewer than %r (%d): its scores will be noisy",
+                           path, name, count, largest, most)
+
+
+def _rows_of(labels: pd.Series, name: str, shown: int = 3) -> str:
+    rows = [int(i) + 1 for i in labels.index[labels == name][:shown]]
+    return f"data row{'s' * (len(rows) > 1)} {', '.join(map(str, rows))}"
 
 
 def _split_indices(labels: Sequence[str], take: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -176,6 +227,7 @@ def load_classification_data(
     max_train_rows: int | None = None,
     max_eval_rows: int | None = None,
     header: bool = True,
+    min_class_count: int = 2,
 ) -> ClassificationData:
     """Read, clean, split and tokenize a single-text or text-pair classification data set.
 
@@ -183,7 +235,8 @@ def load_classification_data(
     depend on `max_train_rows`. `max_train_rows` takes a seeded, stratified sample of the
     training file before the validation split. Without `eval_path` the validation set is
     a seeded, stratified `validation_fraction` of the training rows. `max_eval_rows` caps
-    the validation set (either source); the test set is never subsampled.
+    the validation set (either source); the test set is never subsampled. The labels are checked
+    before anything is tokenized (``check_labels``; ``min_class_count`` rows per training class).
     """
     check_split_options(validation_fraction, max_length)
     columns = tuple(str(c) for c in (text_column, text_pair_column) if c is not None)
@@ -191,6 +244,8 @@ def load_classification_data(
     read = partial(_read_split, columns=columns, label_column=label_column, encoding=encoding, header=header)
 
     train, dropped_train = read(train_path)
+    check_labels(train[label_column], train_path, min_class_count=min_class_count)
+    train = train.reset_index(drop=True)
     label_names = _sort_labels(set(train[label_column]))
     label_ids = {name: i for i, name in enumerate(label_names)}
     train = _subsample(train, label_column, max_train_rows, seed)
@@ -216,12 +271,8 @@ def load_classification_data(
         splits["test"], dropped["test"] = read(test_path)
         checked["test"] = test_path
     for split, path in checked.items():
-        unseen = _sort_labels(set(splits[split][label_column]) - set(label_names))
-        if unseen:
-            raise FreezetuneError(
-                f"{path} has label(s) {', '.join(map(repr, unseen[:10]))} never seen in the training data "
-                f"({', '.join(map(repr, label_names[:10]))}): check --label-column or the files"
-            )
+        check_labels(splits[split][label_column], path, training_labels=label_names)
+        splits[split] = splits[split].reset_index(drop=True)
 
     built: dict[str, datasets.Dataset] = {}
     truncated: dict[str, int] = {}

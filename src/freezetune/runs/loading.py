@@ -6,6 +6,7 @@ of a run (run.py) and a sweep (sweep.py) work through the task object these func
 
 from __future__ import annotations
 
+import logging
 import random
 from typing import TYPE_CHECKING
 
@@ -15,6 +16,7 @@ import torch
 from freezetune.core.causal_lm import load_causal_lm
 from freezetune.core.config import CAUSAL_LM
 from freezetune.core.errors import FreezetuneError
+from freezetune.core.helpers import held_logs
 from freezetune.core.model import load_classifier
 from freezetune.io.data import ClassificationData, load_classification_data
 from freezetune.io.lm_data import LanguageModelingData, load_lm_data
@@ -25,6 +27,8 @@ from freezetune.tasks.classification import SequenceClassification
 if TYPE_CHECKING:  # typing only: run.py imports this module
     from freezetune.runs.run import RunSpec
 
+log = logging.getLogger("freezetune")
+
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
@@ -33,6 +37,13 @@ def seed_everything(seed: int) -> None:
 
 
 def load_data(spec: RunSpec, tokenizer) -> ClassificationData | LanguageModelingData:
+    """The run's tokenized splits. Notes logged while reading (an encoding guessed, rows dropped) appear
+    once every file and label proved good: a bad input's error line is the only output."""
+    with held_logs(log):
+        return _load_data(spec, tokenizer)
+
+
+def _load_data(spec: RunSpec, tokenizer) -> ClassificationData | LanguageModelingData:
     d = spec.data
     if d.task == CAUSAL_LM:
         return load_lm_data(
@@ -57,6 +68,7 @@ def load_data(spec: RunSpec, tokenizer) -> ClassificationData | LanguageModeling
         max_train_rows=d.max_train_rows,
         max_eval_rows=d.max_eval_rows,
         header=d.header,
+        min_class_count=d.min_class_count,
     )
 
 
