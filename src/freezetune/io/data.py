@@ -141,7 +141,7 @@ def check_labels(labels: pd.Series, path: str | Path, *, training_labels: Sequen
     rare = counts[counts < min_class_count]
     if len(rare):
         described = "; ".join(f"{name!r} has {count} row{'s' * (count > 1)} ({_rows_of(labels, name)})"
-                              for name, count in list(rare.items())[:5])
+                              for name, count in sorted(rare.items(), key=lambda item: (item[1], item[0]))[:5])
         raise FreezetuneError(
             f"{path}: label {described}, fewer than --min-class-count {min_class_count}; a stray label is often "
             "left by broken quoting or a wrong delimiter: fix the file, or pass --min-class-count 1 to keep it"
