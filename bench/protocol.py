@@ -168,6 +168,41 @@ def restore(key: str) -> int:
     return count
 
 
+def adopt(key: str) -> int:
+    """Move runs trained before the run hash last changed (a new option) to their current folders.
+
+    A run is adopted when every setting its config.yaml names equals the current spec's (paths
+    compared as written); options added since are at their defaults. Its checkpoint comes with
+    it, so an evaluation set added later is scored on it instead of retraining. Counts them.
+    """
+    base, count = base_spec(key), 0
+    for config in sorted((STORE / key).glob("*/config.yaml")):
+        saved = yaml.safe_load(config.read_text()) or {}
+        spec = replace(base, strategy=saved["strategy"], train=replace(base.train, seed=saved["seed"],
+                                                                       lr=saved["lr"]))
+        target = run_folder(STORE / key, spec)
+        # pooling is saved resolved ("mean"), the spec asks for "auto"
+        current = {k: v for k, v in spec.flat().items() if k not in ("output", "progress", "pooling")}
+        same = all(_same(saved[k], v) for k, v in current.items() if k in saved)
+        if target == config.parent or not same or not (config.parent / "checkpoint").is_dir():
+            continue
+        if (target / "checkpoint").is_dir():
+            continue  # a current run is there already
+        if target.exists():  # a summary restored from bench/results/runs: the real run replaces it
+            for file in target.iterdir():
+                file.unlink()
+            target.rmdir()
+        config.parent.rename(target)
+        count += 1
+    return count
+
+
+def _same(saved: Any, current: Any) -> bool:
+    if isinstance(saved, str) and isinstance(current, str) and os.path.isabs(current):
+        return os.path.abspath(saved) == current
+    return saved == current
+
+
 def harvest(key: str) -> list[dict[str, Any]]:
     """Commit every run of the task trained here (a small JSON each); return every committed run."""
     (COMMITTED / key).mkdir(parents=True, exist_ok=True)
@@ -179,6 +214,7 @@ def harvest(key: str) -> list[dict[str, Any]]:
         summary, seed = metrics["summary"], yaml.safe_load(config.read_text())["seed"]
         saved = {"fingerprint": fingerprint(key), "task": key, "strategy": summary["strategy"], "seed": seed,
                  "lr": summary["lr"], **{k: _slim(metrics[k]) for k in ("summary", "validation", "test")},
+                 "eval_sets": {name: _slim(m) for name, m in (metrics.get("eval_sets") or {}).items()},
                  "epoch_times_s": metrics.get("costs", {}).get("epoch_times_s")}  # for the time to the best epoch
         (COMMITTED / key / _name(saved["strategy"], seed, saved["lr"])).write_text(json.dumps(saved, indent=1) + "\n")
     return committed(key)
@@ -207,6 +243,9 @@ def metric(run: dict[str, Any], name: str, split: str = "test") -> float:
 
 def sweep(key: str, plans: list[str], seeds: list[int], lr: float | None = None) -> list[dict[str, Any]]:
     """Train every (plan, seed) of the task not yet finished; commit and return every finished run."""
+    adopted = adopt(key)
+    if adopted:
+        log.info("%s: %d runs moved to their current folders", key, adopted)
     restored = restore(key)
     if restored:
         log.info("%s: %d runs restored from bench/results/runs/%s", key, restored, key)

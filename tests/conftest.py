@@ -11,6 +11,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from freezetune.cli.main import main  # noqa: E402
 from freezetune.training.callbacks import Callback  # noqa: E402
 
 # Command-line flags that make a training run take seconds.
@@ -216,3 +217,21 @@ class StopAt(Callback):
     def on_step_end(self, tuner, record):
         if record["step"] == self.step:
             raise KeyboardInterrupt
+
+
+@pytest.fixture(scope="session")
+def finished_comparison(tiny_model_dir, tmp_path_factory):
+    """A finished compare of 3 plans x 2 seeds x 2 training sizes, with its report (tests/report)."""
+    folder = tmp_path_factory.mktemp("report")
+    good = ["great", "lovely", "wonderful", "superb", "excellent", "fine", "happy", "nice"]
+    bad = ["awful", "terrible", "boring", "dreadful", "bad", "poor", "sad", "ugly"]
+    lines = ["text,label"] + [f"a {w} film really {good[(i + 3) % 8]},pos" for i, w in enumerate(good * 4)]
+    lines += [f"a {w} film really {bad[(i + 3) % 8]},neg" for i, w in enumerate(bad * 4)]
+    data = folder / "train.csv"
+    data.write_text("\n".join(lines) + "\n")
+    out = folder / "cmp"
+    args = ["compare", "--model", tiny_model_dir, "--data", str(data), "--test-data", str(data),
+            "--strategy", "full", "--strategy", "head_only", "--strategy", "top_k:2", "--seeds", "2",
+            "--train-sizes", "24,all", "--output", str(out), *FAST]
+    assert main(args) == 0
+    return out

@@ -40,8 +40,9 @@ _PUBLIC = {
     "run_training": "freezetune.runs.run",
     "Sweep": "freezetune.runs.sweep",
     "run_sweep": "freezetune.runs.sweep",
+    "build_report": "freezetune.report",
 }
-_LAYERS = ("core", "io", "measure", "tasks", "strategies", "training", "scoring", "runs")
+_LAYERS = ("core", "io", "measure", "tasks", "strategies", "training", "scoring", "runs", "report")
 
 __all__ = sorted([*_PUBLIC, "__version__"])
 

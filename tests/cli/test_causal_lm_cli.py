@@ -62,6 +62,11 @@ def test_compare_ranks_plans_on_the_monitored_metric(tiny_decoder_dir, chat_json
     rows = json.loads((out / "results.json").read_text())["rows"]
     assert [r["strategy"] for r in rows] == ["full", "top_k:1", "lora:r=4:blocks=2,3"]
     assert all(r["headline"] == "exact_match" and r["validation_score"] > 0 for r in rows)  # the loss
+    # the report ranks on the task's headline; its perplexity column is there for every plan
+    report = (out / "report.md").read_text()
+    best = max(rows, key=lambda r: r["exact_match"])["strategy"]
+    assert f"**best exact match: {best}**" in report
+    assert "| plan | training rows | validation exact match |" in report
 
 
 @pytest.mark.parametrize("args, message", [

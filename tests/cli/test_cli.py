@@ -170,7 +170,7 @@ def test_resume_an_interrupted_cli_run(tiny_model_dir, sentiment_csv, tmp_path, 
     cut = tmp_path / "cut"
     code, _, err = run_cli(train_args(tiny_model_dir, sentiment_csv, cut, "--epochs", "3", "--strategy", "top_k:2",
                                       "--retention", "cka", "--retention-limit", "8"), capsys)
-    assert code == 130 and (cut / "resume" / "state.pt").is_file() and not (cut / "metrics.json").exists()
+    assert code == 130 and (cut / "resume" / "state.json").is_file() and not (cut / "metrics.json").exists()
     monkeypatch.setattr(Loop, "epoch", original)
     code, _, err = run_cli(["train", "--resume", str(cut), "--lr", "0.5"], capsys)
     assert code == 2 and "changed settings" in err

@@ -154,8 +154,17 @@ def test_missing_column_lists_existing_columns(tmp_path, tokenizer):
 def test_unseen_eval_label_is_an_error(tmp_path, tokenizer):
     train = write_csv(tmp_path / "train.csv", balanced_rows(5, 5))
     test = write_csv(tmp_path / "test.csv", [("meh", "neutral"), ("great", "pos")])
-    with pytest.raises(FreezetuneError, match=r"test\.csv has label\(s\) 'neutral' never seen"):
+    with pytest.raises(FreezetuneError, match=r"test\.csv has label\(s\) 'neutral' \(1 row\) never seen"):
         data.load_classification_data(train, tokenizer=tokenizer, test_path=test)
+
+
+def test_label_map_renames_evaluation_labels_only(tmp_path, tokenizer):
+    train = write_csv(tmp_path / "train.csv", balanced_rows(5, 5) + [("so so", "positive")])
+    test = write_csv(tmp_path / "test.csv", [("meh", "neutral"), ("great", "positive"), ("bad", "neg")])
+    result = data.load_classification_data(train, tokenizer=tokenizer, test_path=test, eval_path=test,
+                                           label_map={"neutral": "neg", "positive": "pos"})
+    assert result.label_names == ["neg", "pos", "positive"]  # the training labels stay as written
+    assert result.test["labels"] == result.validation["labels"] == [0, 1, 0]
 
 
 def test_rows_missing_text_or_label_are_dropped_and_counted(tmp_path, tokenizer, caplog):

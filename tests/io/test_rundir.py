@@ -80,7 +80,7 @@ def test_overwrite_removes_only_freezetune_files_and_only_at_first_write(tmp_pat
 
     rd.append_metrics({"step": 0, "loss": 1.0})
     names = sorted(p.name for p in path.iterdir())
-    assert names == ["data", "metrics.jsonl", "my_notes.md"]
+    assert names == [".lock", "data", "metrics.jsonl", "my_notes.md"]  # the lock is never removed: it is held
     assert (path / "my_notes.md").read_text() == "keep me"
     assert (path / "data" / "train.csv").exists()
     assert len((path / "metrics.jsonl").read_text().splitlines()) == 1  # old lines gone
@@ -111,7 +111,7 @@ def test_atomic_writes_leave_no_temp_files_and_replace_content(tmp_path):
     rd.write_json("metrics.json", {"accuracy": 0.75})
     rd.write_text("best/README.txt", "best checkpoint")
     all_files = sorted(str(p.relative_to(rd.path)) for p in rd.path.rglob("*") if p.is_file())
-    assert all_files == ["best/README.txt", "metrics.json"]
+    assert all_files == [".lock", "best/README.txt", "metrics.json"]
     assert json.loads(rd.file("metrics.json").read_text()) == {"accuracy": 0.75}
 
 
@@ -121,7 +121,7 @@ def test_failed_write_keeps_old_file_and_leaves_no_temp(tmp_path):
     with pytest.raises(TypeError):
         rd.write_json("metrics.json", {"bad": object()})
     assert json.loads(rd.file("metrics.json").read_text()) == {"ok": True}
-    assert os.listdir(rd.path) == ["metrics.json"]
+    assert sorted(os.listdir(rd.path)) == [".lock", "metrics.json"]
 
 
 def test_metrics_jsonl_lines_parse_and_carry_time(tmp_path):

@@ -55,3 +55,18 @@ def test_train_races_on_its_own_data_and_explains_the_race(tiny_model_dir, senti
     assert "<- chosen" in (out / "selection.txt").read_text()
     costs = json.loads((out / "metrics.json").read_text())["costs"]
     assert costs["scoring_s"] == race["seconds"]
+
+
+def test_a_run_hash_names_paths_relative_to_the_working_folder(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from freezetune.core.config import DataConfig
+    from freezetune.runs.run import RunSpec
+    from freezetune.runs.sweep import run_hash
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "train.csv").write_text("text,label\na,x\n")
+    relative = RunSpec(data=DataConfig(data="train.csv"))
+    absolute = replace(relative, data=DataConfig(data=str(tmp_path / "train.csv")))
+    assert run_hash(relative) == run_hash(absolute)  # config.yaml saves paths absolute; the store keeps its hashes
+    assert run_hash(relative) != run_hash(replace(relative, data=DataConfig(data="other.csv")))

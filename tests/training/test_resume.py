@@ -56,6 +56,6 @@ def test_resume_with_changed_config_is_refused(tmp_path):
 def test_corrupted_or_missing_state_is_a_clear_error(tmp_path):
     with pytest.raises(FreezetuneError, match="holds no resumable state"):
         load_state(tmp_path)
-    (tmp_path / "state.pt").write_bytes(b"not a checkpoint")
+    (tmp_path / "state.json").write_text("not json")
     with pytest.raises(FreezetuneError, match="corrupted"):
         load_state(tmp_path)

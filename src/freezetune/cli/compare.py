@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 import freezetune
 from freezetune.cli.flags import STRATEGY_HELP, add_config_flag, add_run_flags, pick
 from freezetune.core.config import DataConfig, ModelConfig, TrainConfig
@@ -23,6 +25,12 @@ def add_parser(commands) -> None:
     parser.add_argument("--lr-grid", "--lr_grid", dest="lr_grid", default=None,
                         help="'auto' (each plan's default rate x 1/3, 1, 3) or rates like 1e-4,3e-4; chosen per "
                              "plan on the validation split (default: one rate, --lr or the plan's default)")
+    parser.add_argument("--train-sizes", "--train_sizes", dest="train_sizes", default=None, metavar="SIZES",
+                        help="learning curves: run every plan on stratified samples of these many training rows, "
+                             "like 100,1000,all (default: one size, --max-train-rows or all rows)")
+    parser.add_argument("--report", action=argparse.BooleanOptionalAction, default=True,
+                        help="write report.html, report.md and plots/ into --output at the end (default: on; "
+                             "`freezetune report OUTPUT` rebuilds it from the finished runs)")
     parser.add_argument("--data-seed", "--data_seed", dest="data_seed", type=int, default=0,
                         help="seed of the sampling and validation split shared by all runs (default: 0)")
     add_run_flags(parser)
@@ -37,13 +45,17 @@ def add_parser(commands) -> None:
 
 def run(args) -> int:
     runs = freezetune.runs
+    sizes = runs.parse_sizes(args.train_sizes)
     base = runs.RunSpec(data=pick(args, DataConfig), model=pick(args, ModelConfig), train=pick(args, TrainConfig))
     sweep = runs.Sweep(strategies=args.strategy or DEFAULT_STRATEGIES, base=base, seeds=list(range(args.seeds)),
                        lr_grid=args.lr_grid, data_seed=args.data_seed, output=args.output, overwrite=args.overwrite,
                        runs=args.runs)
-    rows = runs.run_sweep(sweep)
+    rows = runs.run_sizes(sweep, sizes)
     print(runs.results_table(rows))
     if rows and rows[0]["reported_split"] == "validation":
-        print("note: no --test-data, so accuracies are validation numbers (also used to pick rates): optimistic")
+        print("note: no --test-data, so these are validation numbers (also used to pick rates): optimistic")
     print(f"results saved to {args.output}/results.{{txt,csv,json}}")
+    if args.report:
+        files = freezetune.report.build_report(args.output)
+        print(f"report: {files.html}")
     return 0

@@ -49,15 +49,20 @@ def add_dataclass_flags(parser: argparse.ArgumentParser, cls, title: str) -> Non
         kind = _base_type(hints[name])
         flag = f"--{name.replace('_', '-')}"
         choices = f"; one of {', '.join(info['choices'])}" if info.get("choices") else ""
-        help_text = f"{info['help']} (default: {info['default']}{choices})".replace("%", "%%")  # argparse formats %
+        default = info["default"] if info["default"] != [] else "none"
+        help_text = f"{info['help']} (default: {default}{choices})".replace("%", "%%")  # argparse formats %
+        aliases = [f"--{name}"] if "_" in name else []  # YAML-style spelling works too
         if kind is bool:
             group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, help=help_text)
+        elif typing.get_origin(kind) is list:  # a repeatable flag: each use adds one item
+            (item,) = typing.get_args(kind)
+            group.add_argument(flag, *aliases, dest=name, action="append", type=item, help=help_text,
+                               metavar=info.get("metavar") or item.__name__.upper())
         else:
-            aliases = [f"--{name}"] if "_" in name else []  # YAML-style spelling works too
             group.add_argument(
                 # "none" means None, except where it is one of the choices (--retention none)
                 flag, *aliases, dest=name, type=kind if info.get("choices") else _optional(kind),
-                choices=info.get("choices"), help=help_text, metavar=kind.__name__.upper(),
+                choices=info.get("choices"), help=help_text, metavar=info.get("metavar") or kind.__name__.upper(),
             )
         parser.set_defaults(**{name: info["default"]})
 
@@ -109,7 +114,17 @@ def config_values(path: str, parser: argparse.ArgumentParser) -> dict:
         named = "; ".join(f"{k!r}{did_you_mean(k, known)}" for k in unknown)
         raise FreezetuneError(f"{path}: unknown key{'s' * (len(unknown) > 1)} {named} (keys are the flag names "
                               "of `freezetune train --help`)")
-    return values
+    repeatable = {a.dest for a in parser._actions if isinstance(a, argparse._AppendAction)}
+    return {k: _as_list(v) if k in repeatable else v for k, v in values.items()}
+
+
+def _as_list(value) -> list[str]:
+    """A repeatable flag's YAML value: a list, one value, or a mapping written as NAME=VALUE items."""
+    if value is None:
+        return []
+    if isinstance(value, dict):
+        return [f"{k}={v}" for k, v in value.items()]
+    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
 
 
 def _yaml_reason(error) -> str:

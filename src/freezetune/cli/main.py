@@ -10,18 +10,21 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import freezetune
 from freezetune.cli import compare, export, inspect, predict, retention, score, strategies, train
+from freezetune.cli import report as report_command  # `report` is the error printer below
 from freezetune.cli.flags import config_values
 from freezetune.cli.parser import OneLineParser
-from freezetune.core.errors import FreezetuneError, report
+from freezetune.core.errors import FreezetuneError, Interrupted, report
 
 log = logging.getLogger("freezetune")
 
-COMMANDS = (strategies, inspect, train, compare, predict, export, retention, score)
+COMMANDS = (strategies, inspect, train, compare, report_command, predict, export, retention, score)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,15 +67,29 @@ def _setup_logging(level: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # SIGTERM stops like Ctrl-C (a line and an exit code, not a silent death); during training the loop
+    # takes both signals over to finish the step and save (training/interrupts.py).
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
         args = parse_args(argv)
         _setup_logging(args.log_level)
         return args.run(args)
     except FreezetuneError as error:
         return report(error)
+    except Interrupted as stop:
+        print(f"freezetune: {stop}", file=sys.stderr)
+        return stop.exit_code
     except KeyboardInterrupt:
         print("freezetune: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
+def _terminate(signum, frame) -> None:
+    raise Interrupted(signum)
 
 
 if __name__ == "__main__":

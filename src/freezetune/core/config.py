@@ -15,8 +15,9 @@ CLASSIFICATION, CAUSAL_LM = "classification", "causal-lm"
 TASKS = (CLASSIFICATION, CAUSAL_LM)
 
 
-def option(default: Any = MISSING, help: str = "", choices: tuple | None = None, **kwargs) -> Any:
-    metadata = {"help": help, "choices": choices}
+def option(default: Any = MISSING, help: str = "", choices: tuple | None = None, metavar: str | None = None,
+           **kwargs) -> Any:
+    metadata = {"help": help, "choices": choices, "metavar": metavar}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=metadata, **kwargs)
     return field(default=default, metadata=metadata, **kwargs)
@@ -106,10 +107,23 @@ class DataConfig:
         "for classification)"
     )
     test_data: str | None = option(None, "test file for the reported numbers; without it they are validation numbers")
+    extra_eval: list[str] = option(
+        [], "another evaluation set, scored separately on the trained model and never used for model selection; "
+        "read like --data; repeat for more sets", metavar="NAME=PATH",
+    )
+    ood_set: list[str] = option(
+        [], "an out-of-distribution evaluation set (another domain), scored like --extra-eval and marked (OOD) "
+        "in the tables; repeat for more sets", metavar="NAME=PATH",
+    )
     text_column: str | None = option(None, "column holding the text (default: text)")
     text_pair_column: str | None = option(None, "second text column for sentence pairs")
     label_column: str | None = option(
         None, "column holding the label (default: label; sentiment for the embedded data)"
+    )
+    label_map: list[str] = option(
+        [], "rename labels of the evaluation files (--eval-data, --test-data, --extra-eval, --ood-set) before "
+        "they are checked against the training labels, e.g. pos=positive,neg=negative; repeatable",
+        metavar="OLD=NEW,...",
     )
     prompt_column: str | None = option(
         None, "causal-lm: column holding the prompt (masked out of the loss); needs --response-column"

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from freezetune.core.errors import FreezetuneError
+from freezetune.core.helpers import atomic_write_bytes
 from freezetune.core.layout import LayerMap
 from freezetune.core.plan import LoraSpec
 
@@ -186,7 +187,7 @@ def save_peft_adapter(
     user-facing export that reproduces the whole model (head and any fully trained modules in
     ``modules_to_save``, the task type, names under the task class) is ``io.export.export_peft``.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     backbone = getattr(model, "backbone", model)
     prefix = next(name for name, module in model.named_modules() if module is backbone)
@@ -202,7 +203,6 @@ def save_peft_adapter(
         key = "base_model.model." + name[len(prefix) :].replace(f".{ADAPTER}.", ".")
         tensors[key] = tensor.contiguous().cpu()
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(folder / "adapter_model.safetensors"), metadata={"format": "pt"})
+    atomic_write_bytes(folder / "adapter_model.safetensors", save(tensors, metadata={"format": "pt"}))
     config.save_pretrained(str(folder))
     return folder

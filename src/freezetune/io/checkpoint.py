@@ -22,12 +22,13 @@ import freezetune
 from freezetune.core.causal_lm import load_causal_lm
 from freezetune.core.config import CAUSAL_LM, CLASSIFICATION
 from freezetune.core.errors import FreezetuneError
+from freezetune.core.helpers import atomic_write_bytes, atomic_write_text
 from freezetune.core.layout import LayerMap
 from freezetune.core.lora import add_lora
 from freezetune.core.model import load_classifier, load_tokenizer
 from freezetune.core.plan import Plan
 from freezetune.io.rundir import is_run
-from freezetune.io.staging import Staging, check_new_folder, fsync_file
+from freezetune.io.staging import Staging, check_new_folder
 
 FORMAT = "freezetune-checkpoint"
 FORMAT_VERSION = 1
@@ -99,7 +100,7 @@ def save_checkpoint(
     ``folder`` is written atomically; an existing checkpoint there is replaced, any other
     non-empty folder is refused.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     folder = Path(folder)
     if folder.exists() and not (folder / META_FILE).is_file():
@@ -138,12 +139,11 @@ def save_checkpoint(
         "total_params": base_params,
         "full_model_bytes": 4 * base_params,  # a full float32 save of the (merged) model
     }
-    with Staging(folder, replace_marker=META_FILE) as staging:
-        save_file(tensors, str(staging / TENSORS_FILE), metadata={"format": "pt", "freezetune": str(FORMAT_VERSION)})
-        fsync_file(staging / TENSORS_FILE)
-        meta["checkpoint_bytes"] = (staging / TENSORS_FILE).stat().st_size
-        (staging / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-        fsync_file(staging / META_FILE)
+    with Staging(folder, replace_marker=META_FILE) as staging:  # the earlier checkpoint stays until this one is whole
+        encoded = save(tensors, metadata={"format": "pt", "freezetune": str(FORMAT_VERSION)})
+        meta["checkpoint_bytes"] = len(encoded)
+        atomic_write_bytes(staging / TENSORS_FILE, encoded)
+        atomic_write_text(staging / META_FILE, json.dumps(meta, indent=2) + "\n")
     return meta
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from freezetune.core.errors import FreezetuneError, did_you_mean
+from freezetune.core.eval_sets import EvalSetSpec
 from freezetune.core.helpers import MODEL_INPUTS
 from freezetune.io.tables import read_table
 
@@ -41,6 +42,19 @@ class ClassificationData:
     truncated: dict[str, int]  # per split: examples longer than max_length, truncated
     dropped: dict[str, int]  # per split: rows dropped for a missing text or label
     text_columns: tuple[str, ...]
+    eval_sets: dict[str, EvalSet] = field(default_factory=dict)  # --extra-eval / --ood-set, by name
+
+
+@dataclass
+class EvalSet:
+    """A tokenized evaluation set (``--extra-eval`` / ``--ood-set``), scored apart from validation and test."""
+
+    name: str
+    kind: str  # "extra" or "ood"
+    path: str
+    dataset: datasets.Dataset
+    truncated: int  # examples cut at max_length
+    dropped: int  # rows dropped (a missing value; causal-lm: no target token left)
 
 
 def is_missing(value: Any) -> bool:
@@ -99,12 +113,17 @@ def check_split_options(validation_fraction: float, max_length: int) -> None:
 
 
 def _read_split(
-    path: str | Path, columns: Sequence[str], label_column: str, *, encoding: str, header: bool
+    path: str | Path, columns: Sequence[str], label_column: str, *, encoding: str, header: bool,
+    label_map: dict[str, str] | None = None,
 ) -> tuple[pd.DataFrame, int]:
-    """Read a file, check its columns, drop rows missing a text or label; return (rows, dropped)."""
+    """Read a file, check its columns, drop rows missing a text or label; return (rows, dropped).
+
+    ``label_map`` renames labels (an evaluation file's names to the training file's)."""
     flags = "--text-column / --label-column" + (" / --text-pair-column" if len(columns) > 1 else "")
     frame, dropped = read_columns(path, [*columns, label_column], encoding=encoding, header=header, flags=flags)
     frame[label_column] = frame[label_column].map(_label_name)
+    if label_map:
+        frame[label_column] = frame[label_column].map(lambda name: label_map.get(name, name))
     return frame, dropped
 
 
@@ -123,11 +142,14 @@ def check_labels(labels: pd.Series, path: str | Path, *, training_labels: Sequen
     The index of ``labels`` is each row's position among the file's data rows (0: the first).
     """
     if training_labels is not None:
-        unseen = _sort_labels(set(labels) - set(training_labels))
+        counts = pd.Series(list(labels)).value_counts()
+        unseen = _sort_labels(set(counts.index) - set(training_labels))
         if unseen:
+            found = ", ".join(f"{name!r} ({counts[name]} row{'s' * (counts[name] > 1)})" for name in unseen[:10])
             raise FreezetuneError(
-                f"{path} has label(s) {', '.join(map(repr, unseen[:10]))} never seen in the training data "
-                f"({', '.join(map(repr, list(training_labels)[:10]))}): check --label-column or the files"
+                f"{path} has label(s) {found} never seen in the training data "
+                f"({', '.join(map(repr, list(training_labels)[:10]))}): check --label-column or the files, or "
+                "rename them with --label-map OLD=NEW"
             )
         return
     if min_class_count < 1:
@@ -228,6 +250,7 @@ def load_classification_data(
     max_eval_rows: int | None = None,
     header: bool = True,
     min_class_count: int = 2,
+    label_map: dict[str, str] | None = None,
 ) -> ClassificationData:
     """Read, clean, split and tokenize a single-text or text-pair classification data set.
 
@@ -235,8 +258,9 @@ def load_classification_data(
     depend on `max_train_rows`. `max_train_rows` takes a seeded, stratified sample of the
     training file before the validation split. Without `eval_path` the validation set is
     a seeded, stratified `validation_fraction` of the training rows. `max_eval_rows` caps
-    the validation set (either source); the test set is never subsampled. The labels are checked
-    before anything is tokenized (``check_labels``; ``min_class_count`` rows per training class).
+    the validation set (either source); the test set is never subsampled. ``label_map`` renames
+    the labels of the validation and test files before they are checked against the training labels
+    (``check_labels``, which also wants ``min_class_count`` rows per training class).
     """
     check_split_options(validation_fraction, max_length)
     columns = tuple(str(c) for c in (text_column, text_pair_column) if c is not None)
@@ -246,6 +270,7 @@ def load_classification_data(
     train, dropped_train = read(train_path)
     check_labels(train[label_column], train_path, min_class_count=min_class_count)
     train = train.reset_index(drop=True)
+    read = partial(read, label_map=label_map)  # the evaluation files' labels are renamed, never the training ones
     label_names = _sort_labels(set(train[label_column]))
     label_ids = {name: i for i, name in enumerate(label_names)}
     train = _subsample(train, label_column, max_train_rows, seed)
@@ -290,3 +315,20 @@ def load_classification_data(
         dropped=dropped,
         text_columns=columns,
     )
+
+
+def load_eval_set(
+    spec: EvalSetSpec, *, tokenizer: Any, label_names: Sequence[str], columns: Sequence[str], label_column: str,
+    max_length: int = 128, encoding: str = "auto", seed: int = 0, max_rows: int | None = None, header: bool = True,
+    label_map: dict[str, str] | None = None,
+) -> EvalSet:
+    """An evaluation set read like the test file (``label_map`` applied, labels checked the same way), sampled
+    like validation (seeded, stratified, at most ``max_rows``) and tokenized like both."""
+    frame, dropped = _read_split(spec.path, columns, label_column, encoding=encoding, header=header,
+                                 label_map=label_map)
+    check_labels(frame[label_column], f"{spec.kind} set {spec.name!r} ({spec.path})", training_labels=label_names)
+    frame = _subsample(frame, label_column, max_rows, seed)
+    encoded, truncated = _tokenize(frame, columns, tokenizer, max_length, f"{spec.name!r}")
+    label_ids = {name: i for i, name in enumerate(label_names)}
+    dataset = _to_dataset(encoded, frame[label_column].tolist(), label_ids)
+    return EvalSet(spec.name, spec.kind, spec.path, dataset, truncated, dropped)

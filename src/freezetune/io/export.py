@@ -23,6 +23,7 @@ from torch import nn
 
 from freezetune.core.config import CAUSAL_LM, CLASSIFICATION
 from freezetune.core.errors import FreezetuneError
+from freezetune.core.helpers import atomic_write_text
 from freezetune.core.layout import LayerMap
 from freezetune.core.lora import merge_lora
 from freezetune.core.model import load_classifier
@@ -146,7 +147,7 @@ def _native_model(model: nn.Module, meta: dict) -> nn.Module:
 def _custom_model(model: nn.Module, meta: dict, folder: Path) -> nn.Module:
     """Our classifier as ``FreezetuneForSequenceClassification``; its code is written to ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / MODELING_FILE).write_text(MODELING_SOURCE, encoding="utf-8")
+    atomic_write_text(folder / MODELING_FILE, MODELING_SOURCE)
     module = _import_modeling(folder / MODELING_FILE)
     id2label, label2id = _labels(meta)
     config = module.FreezetuneConfig(
@@ -202,9 +203,9 @@ def _finish(staging: Path, to: Path, folder: Path, meta: dict, info: dict, train
         "label_names": meta["label_names"],
     }
     info["load"] = load_code(info, str(to))[1]
-    (staging / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    atomic_write_text(staging / INFO_FILE, json.dumps(info, indent=2) + "\n")
     card = model_card(info, meta, folder=str(to), trained=trained, metrics=run_metrics(folder))
-    (staging / "README.md").write_text(card, encoding="utf-8")  # replaces PEFT's placeholder card
+    atomic_write_text(staging / "README.md", card)  # replaces PEFT's placeholder card
 
 
 # ---------------------------------------------------------------------- export: Hugging Face

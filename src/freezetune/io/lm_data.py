@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,8 @@ import numpy as np
 import pandas as pd
 
 from freezetune.core.errors import FreezetuneError
-from freezetune.io.data import check_split_options, read_columns, validation_size
+from freezetune.core.eval_sets import EvalSetSpec
+from freezetune.io.data import EvalSet, check_split_options, read_columns, validation_size
 from freezetune.io.loader import IGNORE
 
 logger = logging.getLogger("freezetune")
@@ -52,6 +53,7 @@ class LanguageModelingData:
     columns: tuple[str, ...]  # (text,) or (prompt, response)
     chat_template: bool  # whether the tokenizer's chat template rendered the pairs
     label_names: None = None  # no classes: what a classification run would list
+    eval_sets: dict[str, EvalSet] = field(default_factory=dict)  # --extra-eval / --ood-set, by name
 
 
 @dataclass
@@ -247,3 +249,15 @@ def load_lm_data(
         train=built["train"], validation=built["validation"], test=built.get("test"), validation_source=source,
         truncated=truncated, dropped=dropped, columns=columns, chat_template=fmt.chat_template,
     )
+
+
+def load_lm_eval_set(
+    spec: EvalSetSpec, *, tokenizer: Any, columns: tuple[str, ...], max_length: int = 128, encoding: str = "auto",
+    seed: int = 0, max_rows: int | None = None, header: bool = True, chat_template: str = "auto", pack: bool = False,
+) -> EvalSet:
+    """An evaluation set read, sampled (at most ``max_rows``) and encoded like the validation data."""
+    frame, dropped = read_texts(spec.path, columns, encoding=encoding, header=header)
+    frame = _sample(frame, max_rows, seed)
+    fmt = PromptFormat.choose(tokenizer, chat_template)
+    dataset, truncated, no_target = encode(frame, columns, fmt, max_length, pack, f"{spec.name!r}")
+    return EvalSet(spec.name, spec.kind, spec.path, dataset, truncated, dropped + no_target)

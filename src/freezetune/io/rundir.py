@@ -1,8 +1,9 @@
 """The run output folder: config, metrics log, final metrics, checkpoints, plots.
 
-``RunDir.create`` only validates. The folder is made, and an ``--overwrite`` clean-up is
-done, on the first write. So a run that fails before it starts (a bad column name, a
-model that can't be mapped) leaves nothing half-written and deletes no earlier run.
+``RunDir.create`` only validates. The folder is made, locked against a second writer
+(lock.py), and an ``--overwrite`` clean-up is done, on the first write. So a run that fails
+before it starts (a bad column name, a model that can't be mapped) leaves nothing half-written
+and deletes no earlier run.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from typing import Any
 import yaml
 
 from freezetune.core.errors import FreezetuneError
-from freezetune.core.helpers import atomic_write_text
+from freezetune.core.helpers import atomic_write_text, disk_errors
+from freezetune.io.lock import LOCK_FILE, RunLock, check_unlocked
 
 # Files whose presence marks a folder as a freezetune run.
 RUN_MARKERS: tuple[str, ...] = ("config.yaml", "metrics.json", "metrics.jsonl")
@@ -36,9 +38,12 @@ def is_run(path: str | os.PathLike[str]) -> bool:
 class RunDir:
     """One run's output folder. Build it with ``RunDir.create(path, overwrite)``."""
 
-    def __init__(self, path: Path, clean_on_first_write: bool = False) -> None:
+    def __init__(self, path: Path, clean_on_first_write: bool = False, *, lock: bool = False,
+                 must_be_new: bool = False) -> None:
         self.path = path
         self._clean_pending = clean_on_first_write
+        self._lock = RunLock(path) if lock else None  # taken at the first write, dropped by close()
+        self._must_be_new = must_be_new  # refuse a run that another process finished meanwhile
         self._ready = False
         self._t0 = time.monotonic()
 
@@ -56,19 +61,20 @@ class RunDir:
                 f"{path} is a file, not a folder; choose another --output"
             )
         if path.is_dir():
+            check_unlocked(path)  # another process writing there comes first: it names its PID
             if is_run(path) and not overwrite:
                 raise FreezetuneError(
                     f"{path} already holds a run; pass --overwrite to replace it "
                     "or choose another --output"
                 )
-            if any(path.iterdir()) and not overwrite:
+            if any(p.name != LOCK_FILE for p in path.iterdir()) and not overwrite:
                 raise FreezetuneError(
                     f"{path} is a non-empty folder that is not a freezetune run; choose "
                     "another --output, or pass --overwrite to write into it (your files are kept)"
                 )
         else:
             _check_parent(path)
-        return cls(path, clean_on_first_write=overwrite)
+        return cls(path, clean_on_first_write=overwrite, lock=True, must_be_new=not overwrite)
 
     def file(self, name: str) -> Path:
         """Path of ``name`` inside the run folder (``name`` may have subfolders)."""
@@ -99,7 +105,8 @@ class RunDir:
         line = json.dumps(
             {"time": round(time.monotonic() - self._t0, 3), **record}, default=_to_jsonable
         )
-        with open(self.file("metrics.jsonl"), "a", encoding="utf-8") as f:
+        # Appended, not rewritten atomically: a torn last line is all a crash can cost.
+        with disk_errors(self.file("metrics.jsonl")), open(self.file("metrics.jsonl"), "a", encoding="utf-8") as f:
             f.write(line + "\n")
             f.flush()
 
@@ -107,11 +114,23 @@ class RunDir:
         """Make the folder (and do a pending --overwrite clean-up) before the first write."""
         if self._ready:
             return
-        self.path.mkdir(parents=True, exist_ok=True)
+        with disk_errors(self.path):
+            self.path.mkdir(parents=True, exist_ok=True)
+        if self._lock is not None:
+            self._lock.acquire()
+            if self._must_be_new and is_run(self.path):
+                self.close()
+                raise FreezetuneError(f"{self.path} already holds a run; pass --overwrite to replace it or choose "
+                                      "another --output")
         if self._clean_pending:
             _remove_owned(self.path)
             self._clean_pending = False
         self._ready = True
+
+    def close(self) -> None:
+        """Let another process write here (the lock also goes when this process ends)."""
+        if self._lock is not None:
+            self._lock.release()
 
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"

@@ -63,7 +63,3 @@ class Staging:
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
 
-
-def fsync_file(path: Path) -> None:
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())

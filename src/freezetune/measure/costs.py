@@ -164,6 +164,10 @@ class StepTimer:
         self.epoch_times.append(elapsed)
         return elapsed
 
+    def epoch_elapsed(self) -> float:
+        """Time since ``start_epoch()``; 0 between epochs."""
+        return 0.0 if self._epoch_start is None else self._now() - self._epoch_start
+
     def steady_state_step_s(self) -> float | None:
         """Median step time after the first ``warmup`` steps (None before any step).
 

@@ -11,6 +11,7 @@ from freezetune.runs.predict import predict_file
 from freezetune.runs.retention_check import checkpoint_retention
 from freezetune.runs.run import RunCaches, RunResult, RunSpec, load_data, run_training
 from freezetune.runs.score import score_training_data
+from freezetune.runs.sizes import parse_sizes, run_sizes
 from freezetune.runs.sweep import Sweep, run_sweep
 from freezetune.runs.tables import results_table, run_table
 from freezetune.strategies.registry import REGISTRY as STRATEGIES
@@ -20,6 +21,6 @@ from freezetune.strategies.registry import resolve
 __all__ = [
     "STRATEGIES", "Finetuner", "RunCaches", "RunResult", "RunSpec", "Sweep", "checkpoint_retention", "export_hf",
     "export_peft",
-    "inspect_model", "load_data", "predict_file", "results_table", "run_sweep", "run_table", "run_training",
-    "resolve", "score_training_data", "strategy_listing",
+    "inspect_model", "load_data", "parse_sizes", "predict_file", "results_table", "run_sizes", "run_sweep",
+    "run_table", "run_training", "resolve", "score_training_data", "strategy_listing",
 ]

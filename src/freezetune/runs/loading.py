@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import random
+from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -16,10 +17,11 @@ import torch
 from freezetune.core.causal_lm import load_causal_lm
 from freezetune.core.config import CAUSAL_LM
 from freezetune.core.errors import FreezetuneError
+from freezetune.core.eval_sets import eval_set_specs, parse_label_map
 from freezetune.core.helpers import held_logs
 from freezetune.core.model import load_classifier
-from freezetune.io.data import ClassificationData, load_classification_data
-from freezetune.io.lm_data import LanguageModelingData, load_lm_data
+from freezetune.io.data import ClassificationData, load_classification_data, load_eval_set
+from freezetune.io.lm_data import LanguageModelingData, load_lm_data, load_lm_eval_set
 from freezetune.measure.metrics import METRIC_DIRECTIONS
 from freezetune.tasks.causal_lm import LM_DIRECTIONS, CausalLanguageModeling
 from freezetune.tasks.classification import SequenceClassification
@@ -44,16 +46,20 @@ def load_data(spec: RunSpec, tokenizer) -> ClassificationData | LanguageModeling
 
 
 def _load_data(spec: RunSpec, tokenizer) -> ClassificationData | LanguageModelingData:
+    """The run's splits, with its evaluation sets (--extra-eval, --ood-set) read and tokenized the same way."""
     d = spec.data
     if d.task == CAUSAL_LM:
-        return load_lm_data(
+        data = load_lm_data(
             d.data, tokenizer=tokenizer, text_column=d.text_column, prompt_column=d.prompt_column,
             response_column=d.response_column, eval_path=d.eval_data, test_path=d.test_data,
             max_length=d.max_length, encoding=d.encoding, validation_fraction=d.validation_fraction,
             seed=spec.train.seed, max_train_rows=d.max_train_rows, max_eval_rows=d.max_eval_rows, header=d.header,
             chat_template=d.chat_template, pack=d.pack,
         )
-    return load_classification_data(
+        load_set = partial(load_lm_eval_set, columns=data.columns, chat_template=d.chat_template, pack=d.pack)
+        return _with_eval_sets(data, spec, tokenizer, load_set)
+    label_map = parse_label_map(d.label_map)
+    data = load_classification_data(
         d.data,
         tokenizer=tokenizer,
         text_column=d.text_column,
@@ -69,7 +75,26 @@ def _load_data(spec: RunSpec, tokenizer) -> ClassificationData | LanguageModelin
         max_eval_rows=d.max_eval_rows,
         header=d.header,
         min_class_count=d.min_class_count,
+        label_map=label_map,
     )
+    load_set = partial(load_eval_set, label_names=data.label_names, columns=data.text_columns,
+                       label_column=str(d.label_column), label_map=label_map)
+    return _with_eval_sets(data, spec, tokenizer, load_set)
+
+
+def _with_eval_sets(data, spec: RunSpec, tokenizer, load_set):
+    d = spec.data
+    data.eval_sets = {s.name: load_set(s, tokenizer=tokenizer, max_length=d.max_length, encoding=d.encoding,
+                                       seed=spec.train.seed, max_rows=d.max_eval_rows, header=d.header)
+                      for s in eval_set_specs(d.extra_eval, d.ood_set)}
+    return data
+
+
+def check_eval_sets(spec: RunSpec) -> None:
+    """--extra-eval / --ood-set name files that exist, under good names; --label-map is well formed."""
+    eval_set_specs(spec.data.extra_eval, spec.data.ood_set)
+    if parse_label_map(spec.data.label_map) and spec.data.task == CAUSAL_LM:
+        raise FreezetuneError("--label-map renames classification labels; --task causal-lm has none: drop it")
 
 
 def check_metric(spec: RunSpec) -> None:

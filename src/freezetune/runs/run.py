@@ -9,21 +9,25 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from freezetune.core.config import CAUSAL_LM, DataConfig, ModelConfig, TrainConfig
-from freezetune.core.errors import FreezetuneError
+from freezetune.core.errors import FreezetuneError, Interrupted
 from freezetune.core.layout import LayerMap
 from freezetune.core.model import POOLINGS, load_tokenizer
 from freezetune.io import defaults
 from freezetune.io.checkpoint import base_fingerprint, save_checkpoint
 from freezetune.io.data import ClassificationData
+from freezetune.io.lock import check_unlocked
 from freezetune.io.rundir import RunDir
 from freezetune.measure.retention import measure, resolve_reference
-from freezetune.runs.loading import check_metric, load_data, load_model, make_task, seed_everything
+from freezetune.runs.eval_sets import score_eval_sets, summarize
+from freezetune.runs.loading import check_eval_sets, check_metric, load_data, load_model, make_task, seed_everything
+from freezetune.runs.paths import absolute_paths
 from freezetune.runs.preflight import check_before_loading
 from freezetune.runs.timeline import Timeline
 from freezetune.scoring.resolve import Resolution, resolve_strategy
@@ -33,7 +37,7 @@ from freezetune.tasks.task import monitored_metric
 from freezetune.training.callbacks import Callback
 from freezetune.training.finetuner import Finetuner
 from freezetune.training.prefix_cache import CacheStore
-from freezetune.training.resume import changed_settings, load_state
+from freezetune.training.resume import changed_settings, has_state, load_state
 from freezetune.training.state import FitResult
 
 log = logging.getLogger("freezetune")
@@ -67,8 +71,12 @@ class RunSpec:
             model.model, model.gguf_file = defaults.smollm2_gguf()
         elif model.model is None:
             model.model = defaults.default_model_path()
+        for config in (data, model):  # absolute in config.yaml: it repeats the run from any folder
+            for key, value in absolute_paths(asdict(config)).items():
+                setattr(config, key, value)
         train = TrainConfig(**asdict(self.train))
-        return RunSpec(self.strategy, data, model, train, self.output, self.overwrite)
+        output = os.path.abspath(os.path.expanduser(self.output)) if self.output else None
+        return RunSpec(self.strategy, data, model, train, output, self.overwrite)
 
     def flat(self) -> dict[str, Any]:
         """One flat mapping with the same keys as the CLI flags (and YAML configs)."""
@@ -90,6 +98,7 @@ class RunResult:
     data_summary: dict[str, Any]
     output: Path | None
     summary_metrics: tuple[str, ...] = ("accuracy", "macro_f1", "mcc")  # the task's, headline first
+    eval_sets: dict[str, dict[str, Any]] = field(default_factory=dict)  # --extra-eval / --ood-set: name -> metrics
 
     def reported(self) -> tuple[str, dict[str, Any]]:
         """Which numbers to report: test when given, else (optimistic) validation."""
@@ -104,6 +113,7 @@ class RunResult:
             "reported_is_optimistic": split == "validation",
             "monitored": self.spec.train.metric,  # what picked the best epoch (and a sweep's best rate)
             **{k: metrics[k] for k in self.summary_metrics if k in metrics},
+            "eval_sets": summarize(self.eval_sets, self.summary_metrics),
             "lr": self.fit.lr,
             **{k: v for k, v in self.fit.costs.items() if k not in ("epoch_times_s", "retention")},
             **_retention_fields(self.fit.costs.get("retention")),
@@ -149,8 +159,8 @@ class MetricsLogger(Callback):
                                          "embeddings": new.embeddings, "head": new.head})
 
 
-# Settings that may differ between an interrupted run and its resumption.
-RESUME_IGNORES = {"progress", "output", "overwrite"}
+# Settings that may differ between an interrupted run and its resumption (evaluation sets are scored after training).
+RESUME_IGNORES = {"progress", "output", "overwrite", "extra_eval", "ood_set", "label_map"}
 
 
 class Retention:
@@ -215,13 +225,28 @@ def run_training(
     spec.train.validate()
     check_spec(spec.strategy)
     check_metric(spec)
+    check_eval_sets(spec)
+    if resolution is None:
+        check_before_loading([spec.strategy], spec.model, spec.data.task)
     saved_state = None
     if resume:
         run_dir, saved_state = _resumable(spec)
     else:
         run_dir = RunDir.create(spec.output, overwrite=spec.overwrite) if spec.output else None
-    if resolution is None:
-        check_before_loading([spec.strategy], spec.model, spec.data.task)
+    try:
+        return _train(spec, run_dir, saved_state, resume=resume, data=data, tokenizer=tokenizer, caches=caches,
+                      resolution=resolution)
+    except Interrupted as stop:
+        stop.run = str(run_dir.path) if run_dir and run_dir.file("config.yaml").is_file() else None
+        raise
+    finally:
+        if run_dir is not None:
+            run_dir.close()  # another process may write here now
+
+
+def _train(spec: RunSpec, run_dir: RunDir | None, saved_state: dict[str, Any] | None, *, resume: bool,
+           data: ClassificationData | None, tokenizer, caches: RunCaches | None,
+           resolution: Resolution | None) -> RunResult:
     seed_everything(spec.train.seed)
     m = spec.model
     if tokenizer is None:
@@ -273,6 +298,8 @@ def run_training(
     spec.train.lr = fit.lr  # the resolved config names the rate actually used
     validation = fit.best_metrics or tuner.evaluate(data.validation)
     test = tuner.evaluate(data.test) if data.test is not None else None
+    kept_step = fit.best_step if spec.train.keep_best else fit.costs["steps"]  # the weights the run keeps
+    eval_sets = score_eval_sets(tuner, getattr(data, "eval_sets", {}), run_dir, kept_step)
     if retention is not None:
         log.info("measuring retention (%s) of the fine-tuned model ...", retention.kind)
         scores = fit.costs["retention"] = retention.after(tuner.model, tokenizer)
@@ -287,7 +314,8 @@ def run_training(
         "truncated": data.truncated,
         "dropped": data.dropped,
     }
-    result = RunResult(spec, fit, validation, test, summary, run_dir.path if run_dir else None, task.summary_metrics)
+    result = RunResult(spec, fit, validation, test, summary, run_dir.path if run_dir else None, task.summary_metrics,
+                       eval_sets)
     if run_dir:
         saved = save_checkpoint(
             run_dir.file("checkpoint"), tuner.model, fit.plan, base_path=m.model, gguf_file=m.gguf_file,
@@ -305,8 +333,9 @@ def _resume_key(spec: RunSpec) -> dict[str, Any]:
     return {k: v for k, v in spec.flat().items() if k not in RESUME_IGNORES}
 
 
-def _resumable(spec: RunSpec) -> tuple[RunDir, dict[str, Any]]:
-    """The interrupted run's folder and saved state, refusing a changed configuration."""
+def _resumable(spec: RunSpec) -> tuple[RunDir, dict[str, Any] | None]:
+    """The interrupted run's folder and saved state (None: stopped before its first save), refusing a changed
+    configuration."""
     import yaml
 
     if not spec.output:
@@ -315,7 +344,9 @@ def _resumable(spec: RunSpec) -> tuple[RunDir, dict[str, Any]]:
     config = folder / "config.yaml"
     if not config.is_file():
         raise FreezetuneError(f"{folder} is not a freezetune run (no config.yaml); nothing to resume")
+    check_unlocked(folder)
     saved_config = yaml.safe_load(config.read_text()) or {}
+    saved_config = absolute_paths(saved_config)  # older runs saved relative paths
     current = _resume_key(spec)
     changed = changed_settings({k: v for k, v in saved_config.items() if k not in RESUME_IGNORES}, current, set())
     if changed:
@@ -323,7 +354,13 @@ def _resumable(spec: RunSpec) -> tuple[RunDir, dict[str, Any]]:
             f"cannot resume {folder} with changed settings ({'; '.join(changed[:3])}); "
             "resume with the same settings or start a new run with another --output"
         )
-    return RunDir(folder), load_state(folder / "resume")
+    run_dir = RunDir(folder, lock=True)
+    if not has_state(folder / "resume") and not (folder / "metrics.json").is_file():
+        log.info("resuming %s: it stopped before its first save, so training starts from step 0", folder)
+        return run_dir, None
+    state = load_state(folder / "resume")
+    log.info("resuming %s from step %d (epoch %d)", folder, state["step"], state["epoch"] + 1)
+    return run_dir, state
 
 
 def _write_run(run_dir: RunDir, result: RunResult, layers: LayerMap) -> None:
@@ -337,6 +374,7 @@ def _write_run(run_dir: RunDir, result: RunResult, layers: LayerMap) -> None:
             "summary": result.summary(),
             "validation": result.validation,
             "test": result.test,
+            "eval_sets": result.eval_sets,
             "reported_split": split,
             "note": None if split == "test" else (
                 "no --test-data: these are validation numbers, used for model selection, so optimistic"

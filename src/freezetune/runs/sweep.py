@@ -18,6 +18,7 @@ import hashlib
 import io
 import json
 import logging
+import os
 import statistics
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -28,7 +29,9 @@ from freezetune.core.layout import LayerMap
 from freezetune.core.model import load_tokenizer
 from freezetune.core.plan import Plan
 from freezetune.io.rundir import RunDir
-from freezetune.runs.loading import check_metric, load_data, load_model, make_task
+from freezetune.runs.eval_sets import complete_finished
+from freezetune.runs.loading import check_eval_sets, check_metric, load_data, load_model, make_task
+from freezetune.runs.paths import PATH_OPTIONS
 from freezetune.runs.preflight import check_before_loading
 from freezetune.runs.run import Retention, RunCaches, RunSpec, resolve_for_run, run_training
 from freezetune.runs.tables import results_table
@@ -42,8 +45,8 @@ from freezetune.tasks.task import monitored_metric
 log = logging.getLogger("freezetune")
 
 AUTO_GRID = (1 / 3, 1.0, 3.0)
-# Settings that do not change a run's result, left out of its hash.
-_NOT_HASHED = {"progress", "output", "overwrite"}
+# Settings that do not change a run's training, left out of its hash: adding an evaluation set reuses the runs.
+_NOT_HASHED = {"progress", "output", "overwrite", "extra_eval", "ood_set", "label_map"}
 
 
 @dataclass
@@ -71,8 +74,19 @@ def parse_grid(text: str | None) -> tuple[float, ...] | None:
 
 
 def run_hash(spec: RunSpec) -> str:
+    """A hash of everything that decides a run's result.
+
+    Paths enter it relative to the working folder, as users and the benchmarks name them
+    (config.yaml saves them absolute): a run store keeps its hashes on any machine and
+    checkout, and a store made before paths were saved absolute is reused.
+    """
     flat = {k: v for k, v in spec.flat().items() if k not in _NOT_HASHED}
+    flat.update({k: _relative(flat[k]) for k in PATH_OPTIONS if flat.get(k)})
     return hashlib.sha256(json.dumps(flat, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def _relative(path: str) -> str:
+    return os.path.relpath(path) if os.path.isabs(path) else path
 
 
 def run_folder(runs: str | Path, spec: RunSpec) -> Path:
@@ -103,6 +117,7 @@ def run_sweep(sweep: Sweep) -> list[dict[str, Any]]:
     for strategy in sweep.strategies:
         check_spec(strategy)
     check_metric(sweep.base)
+    check_eval_sets(sweep.base)
     if len(set(sweep.strategies)) != len(sweep.strategies):
         raise FreezetuneError("the same --strategy is listed twice")
     parse_grid(sweep.lr_grid)
@@ -154,14 +169,16 @@ def run_sweep(sweep: Sweep) -> list[dict[str, Any]]:
                     summary = _summary(result)
                 else:
                     log.info("[%d/%d] %s lr=%s seed=%d: already done", done, total, strategy, lr, seed)
-                by_step.setdefault(step, []).append(summary)
+                    summary = complete_finished(folder, summary, data.eval_sets, spec, task,
+                                                tokenizer.pad_token_id or 0)
+                by_step.setdefault(step, []).append({**summary, "folder": str(folder)})
         row = _aggregate(strategy, by_step, task)
         if needs_context(strategy):  # say what the measuring strategy chose, seed by seed, and why
             row["chosen"] = " / ".join(_blocks(plans[(strategy, seed)].strategy) for seed in sweep.seeds)
             row["selections"] = {seed: "\n".join(s["explanation"] for s in plans[(strategy, seed)].selections)
                                  for seed in sweep.seeds}
         rows.append(row)
-    _write_results(out, rows, sweep)
+    write_results(out, rows, sweep)
     return rows
 
 
@@ -200,10 +217,12 @@ def _aggregate(strategy: str, by_step: dict[int, list[dict[str, Any]]], task) ->
     runs = by_step[best]
     row: dict[str, Any] = {"strategy": strategy, "lr": statistics.median(r["lr"] for r in runs), "seeds": len(runs),
                            "lrs_tried": sorted({r["lr"] for step in by_step.values() for r in step}),
-                           "reported_split": runs[0]["reported_split"], "headline": task.summary_metrics[0]}
+                           "reported_split": runs[0]["reported_split"], "headline": task.summary_metrics[0],
+                           "run_folders": [r["folder"] for r in runs]}  # the report reads each run's curves
     for key in (*task.summary_metrics, "validation_score"):
         if all(key in r for r in runs):
             row[key], row[f"{key}_std"] = _stats([r[key] for r in runs])
+    row["eval_sets"] = _eval_sets(runs, task.summary_metrics)
     for key in ("train_time_s", "time_per_epoch_s", "steady_step_s", "peak_memory_bytes"):
         row[key] = statistics.fmean(r[key] for r in runs if r.get(key) is not None)
     for key in ("trainable_params", "trainable_pct", "checkpoint_bytes", "retention_after", "retention_change"):
@@ -216,7 +235,18 @@ def _aggregate(strategy: str, by_step: dict[int, list[dict[str, Any]]], task) ->
     return row
 
 
-def _write_results(out: Path, rows: list[dict[str, Any]], sweep: Sweep) -> None:
+def _eval_sets(runs: list[dict[str, Any]], metrics: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """name -> {kind, metric: mean over seeds, metric_std: their std} for each of the task's summary metrics."""
+    out = {}
+    for name, first in runs[0].get("eval_sets", {}).items():
+        out[name] = {"kind": first["kind"]}
+        for key in metrics:
+            if all(key in r["eval_sets"][name] for r in runs):
+                out[name][key], out[name][f"{key}_std"] = _stats([r["eval_sets"][name][key] for r in runs])
+    return out
+
+
+def write_results(out: Path, rows: list[dict[str, Any]], sweep: Sweep) -> None:
     run_dir = RunDir(out)
     table = results_table(rows)
     if rows and rows[0]["reported_split"] == "validation":

@@ -26,7 +26,24 @@ def run_table(row: dict[str, Any]) -> str:
         metrics = ["accuracy", "macro_f1", "mcc"]
     heads = [(k, METRIC_HEADERS[k], ".3f") for k in metrics]
     heads[0] = (heads[0][0], f"{row['reported_split']} {heads[0][1]}", ".3f")
-    return format_table([row], [("strategy", "strategy", ""), *heads, *RUN_COLUMNS])
+    (row,), sets = _eval_set_cells([row], metrics[0], spread=False)
+    return format_table([row], [("strategy", "strategy", ""), *heads, *sets, *RUN_COLUMNS])
+
+
+def _eval_set_cells(rows: list[dict[str, Any]], metric: str, spread: bool) -> tuple[list[dict], list[tuple]]:
+    """The rows with one cell per evaluation set (its ``metric``; ``spread``: mean ± std over seeds), and the
+    columns that show them, headed like ``reviews (OOD) acc``."""
+    rows = [dict(r) for r in rows]
+    columns = []
+    for name, first in {n: s for r in rows for n, s in r.get("eval_sets", {}).items()}.items():
+        key = f"eval_set/{name}"
+        for row in rows:
+            scores = row.get("eval_sets", {}).get(name, {})
+            if metric in scores:
+                row[key] = f"{scores[metric]:.3f} ± {scores[f'{metric}_std']:.3f}" if spread else scores[metric]
+        marker = " (OOD)" if first["kind"] == "ood" else ""
+        columns.append((key, f"{name}{marker} {METRIC_HEADERS.get(metric, metric)}", "" if spread else ".3f"))
+    return rows, columns
 
 
 COLUMNS = [
@@ -55,6 +72,11 @@ def results_table(rows: list[dict[str, Any]]) -> str:
     headline_key = rows[0].get("headline") if rows else None  # already shown as the mean ± std column
     columns = [c for c in columns
                if c[0] != headline_key and (c[0] not in METRIC_HEADERS or any(c[0] in r for r in rows))]
+    if any("train_size" in r for r in rows):  # a learning curve: one row per plan and training size
+        rows = [{**r, "train_size": r["train_size"] or "all"} for r in rows]
+        columns.insert(1, ("train_size", "rows", ""))
     if any("chosen" in r for r in rows):  # what a measuring strategy chose, per seed
         columns.insert(1, ("chosen", "chosen plan per seed", ""))
-    return format_table(rows, columns)
+    rows, sets = _eval_set_cells(rows, headline_key or "accuracy", spread=True)
+    at = next(i for i, c in enumerate(columns) if c[0] == "lr")  # after the task's metrics
+    return format_table(rows, [*columns[:at], *sets, *columns[at:]])

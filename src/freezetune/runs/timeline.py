@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from freezetune.core.helpers import atomic_write
 from freezetune.training.callbacks import Callback
 
 
@@ -54,7 +55,5 @@ class Timeline(Callback):
         axes.set(xlabel="optimizer step", title="what trained when (shade: share of the unit's parameters)",
                  xlim=(0, ends[-1]), ylim=(-0.6, len(self.units) - 0.4))
         figure.tight_layout()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        figure.savefig(self.path, format="png", dpi=100)
-        return self.path
+        return atomic_write(self.path, lambda handle: figure.savefig(handle, format="png", dpi=100), binary=True)
 

@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from freezetune.core.helpers import atomic_write
+
 
 @dataclass
 class LayerScores:
@@ -74,6 +76,4 @@ class LayerScores:
             axes[1].set(xlabel="boundary l (0 = embeddings output)", ylabel=self.trace_name or "trace")
             axes[1].set_xticks(bounds)
         figure.tight_layout()
-        path = Path(path)
-        figure.savefig(path, format="png", dpi=100)
-        return path
+        return atomic_write(path, lambda handle: figure.savefig(handle, format="png", dpi=100), binary=True)

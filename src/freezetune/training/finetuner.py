@@ -40,6 +40,7 @@ from freezetune.tasks.task import Task, monitored_metric
 from freezetune.training import schedule_cache
 from freezetune.training.cache_setup import prepare_caches
 from freezetune.training.callbacks import Callback, checked
+from freezetune.training.interrupts import stop_between_steps
 from freezetune.training.loop import Loop
 from freezetune.training.lr_schedule import warmup_steps
 from freezetune.training.param_groups import build_optimizer, param_groups
@@ -212,17 +213,17 @@ class Finetuner:
             callback.on_fit_start(self)
         skip = restore(self, resume, state, train_loader) if resume is not None else 0
         timer = StepTimer(device=self.device)
-        started = time.perf_counter()
         progress = _progress(total_steps, cfg.progress, desc=f"train {self.plan.spec}")
         progress.update(state.step)
-        loop = Loop(self, state, total_steps=total_steps, warmup=warmup_steps(cfg.warmup_ratio, total_steps),
-                    eval_loader=eval_loader, timer=timer, progress=progress)
         try:
-            stopped_early = loop.run(train_loader, epochs, skip)
+            with stop_between_steps() as interrupt:
+                loop = Loop(self, state, total_steps=total_steps, warmup=warmup_steps(cfg.warmup_ratio, total_steps),
+                            eval_loader=eval_loader, timer=timer, progress=progress, interrupt=interrupt)
+                stopped_early = loop.run(train_loader, epochs, skip)
         finally:
             progress.close()
             memory.stop()
-        train_time = time.perf_counter() - started
+        train_time = loop.elapsed()["train_time_s"]  # earlier processes of a resumed run included
         if cfg.keep_best and state.best_weights is not None:
             self.load_trainable(state.best_weights)
         self.model.eval()

@@ -2,18 +2,23 @@
 
 One :class:`Loop` runs one fit. It asks the schedule for the plan before every batch, lets the
 task split the batch and compute the loss, accumulates gradients, steps the optimizer at the
-rate the pure LR schedule gives, and tells the callbacks what happened.
+rate the pure LR schedule gives, and tells the callbacks what happened. A non-finite loss stops
+it before the optimizer step, so no NaN ever reaches the weights or a saved state; a signal
+stops it after the step in progress, with a resumable state saved there (interrupts.py).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import math
+import time
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from freezetune.core.errors import FreezetuneError
+from freezetune.core.errors import FreezetuneError, Interrupted
 from freezetune.measure.costs import StepTimer
 from freezetune.measure.metrics import is_better
+from freezetune.training.interrupts import InterruptFlag
 from freezetune.training.lr_schedule import lr_factor
 from freezetune.training.resume import loader_generators, save_state, set_rng_state, snapshot
 from freezetune.training.state import TrainState
@@ -24,11 +29,16 @@ if TYPE_CHECKING:  # typing only: the Finetuner imports this module
 
 class Loop:
     def __init__(self, tuner: Finetuner, state: TrainState, *, total_steps: int, warmup: int, eval_loader,
-                 timer: StepTimer, progress):
+                 timer: StepTimer, progress, interrupt: InterruptFlag | None = None):
         self.tuner, self.state = tuner, state
         self.total_steps, self.warmup = total_steps, warmup
         self.eval_loader, self.timer, self.progress = eval_loader, timer, progress
         self.config = tuner.config
+        self.interrupt = interrupt
+        # Time spent by earlier processes of a resumed run counts in this one's costs.
+        self.started = time.perf_counter()
+        timer.epoch_times[:0] = state.elapsed["epoch_times_s"]
+        self.carried_epoch_s = state.elapsed["epoch_s"]  # the resumed epoch's time before the interruption
 
     def run(self, train_loader, epochs: int, skip: int) -> bool:
         """Train until ``total_steps``; True when early stopping ended it before that."""
@@ -41,6 +51,8 @@ class Loop:
             stop = self.epoch(train_loader, skip)
             skip = 0
             self.timer.end_epoch()
+            self.timer.epoch_times[-1] += self.carried_epoch_s
+            self.carried_epoch_s = 0.0
             for callback in tuner.callbacks:
                 callback.on_epoch_end(tuner, state, self.total_steps)
             if self.eval_loader is not None and self.config.eval_every is None:
@@ -63,7 +75,7 @@ class Loop:
                 next(batches)
             set_rng_state(state.resume_rng)
         self.timer.start_step()
-        loss = None
+        loss = summed = None  # summed: this step's losses, to catch a NaN in any accumulated batch
         for batch in batches:
             plan = tuner.schedule.plan_at(state.step, state.epoch, state.observations)
             if plan != tuner.plan:
@@ -72,19 +84,32 @@ class Loop:
             outputs = tuner.forward(inputs, tuner.train_cache)
             loss = tuner.task.loss(outputs, targets) / cfg.grad_accum
             loss.backward()
+            summed = loss.detach() if summed is None else summed + loss.detach()
             micro += 1
             pending += 1
             if pending < cfg.grad_accum:
                 continue
             pending = 0
+            self.check_finite(summed)
+            summed = None
             if self.step(micro, loss.item() * cfg.grad_accum):
                 return True
             if state.step >= self.total_steps:
                 return False
             self.timer.start_step()
         if pending:  # a partial accumulation at the end of the epoch still counts
+            self.check_finite(summed)
             return self.step(micro, loss.item() * cfg.grad_accum)
         return False
+
+    def check_finite(self, loss: torch.Tensor) -> None:
+        """Stop before a NaN or inf loss updates the weights; the last saved state stays good."""
+        value = float(loss)
+        if not math.isfinite(value):
+            raise FreezetuneError(
+                f"the loss is {value} at step {self.state.step + 1}: training diverged; lower --lr, set "
+                "--max-grad-norm 1.0, or check the data for broken rows (nothing was saved after the last good step)"
+            )
 
     def step(self, micro: int, loss: float) -> bool:
         """Optimizer step, then bookkeeping: state, callbacks, periodic eval; True = stop early."""
@@ -103,8 +128,11 @@ class Loop:
             if self.evaluate():
                 return True
             tuner.set_modes(True)
-        if cfg.save_every and state.step % cfg.save_every == 0:
+        interrupted = self.interrupt is not None and self.interrupt.signum is not None  # SIGINT/SIGTERM
+        if interrupted or (cfg.save_every and state.step % cfg.save_every == 0):
             self.save()  # after this step's evaluation, so a resume never skips it
+        if interrupted:
+            raise Interrupted(self.interrupt.signum, state.step)
         return False
 
     def optimizer_step(self, step: int) -> None:
@@ -140,4 +168,10 @@ class Loop:
 
     def save(self) -> None:
         if self.tuner.state_dir is not None:
-            save_state(self.tuner.state_dir, snapshot(self.tuner, self.state))
+            save_state(self.tuner.state_dir, snapshot(self.tuner, self.state, self.elapsed()))
+
+    def elapsed(self) -> dict[str, Any]:
+        """Training time so far, earlier processes of a resumed run included."""
+        return {"train_time_s": self.state.elapsed["train_time_s"] + time.perf_counter() - self.started,
+                "epoch_times_s": list(self.timer.epoch_times),
+                "epoch_s": self.carried_epoch_s + self.timer.epoch_elapsed()}

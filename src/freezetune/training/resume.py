@@ -6,6 +6,10 @@ every RNG the step consumed (torch, CUDA, Python, NumPy), the plan, and the earl
 bookkeeping. The learning-rate schedule is a pure function of the step, so the step is all
 it needs. Resuming replays the epoch's order, skips the consumed batches and restores the
 RNGs, so on a CPU the final weights are bit-identical to an uninterrupted run.
+
+On disk it is ``state.json`` (step, plan, RNG states of Python and NumPy, bookkeeping, callback
+state) and a safetensors file of the tensors (trained weights, optimizer moments, torch RNG
+states): see io/state_file.py. Nothing is unpickled, so a state file cannot run code.
 """
 
 from __future__ import annotations
@@ -18,15 +22,16 @@ import numpy as np
 import torch
 
 from freezetune.core.errors import FreezetuneError
-from freezetune.core.helpers import atomic_write
 from freezetune.core.plan import Plan
+from freezetune.io.state_file import load_tree, save_tree
 from freezetune.training.state import TrainState
 
 if TYPE_CHECKING:  # typing only: the Finetuner imports this module
     from freezetune.training.finetuner import Finetuner
 
-STATE_FILE = "state.pt"
-FORMAT = 2  # 2: callbacks keep their own state (Auto-RGN's sums moved into its callback)
+STATE = "state"  # state.json + state-<token>.safetensors
+OLD_STATE_FILE = "state.pt"  # formats 1 and 2 were pickled; never read
+FORMAT = 3  # 3: safetensors + JSON, elapsed times; 2: callbacks keep their own state
 
 
 def loader_generators(loader) -> list[torch.Generator]:
@@ -54,12 +59,14 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 def save_state(folder: str | Path, state: dict[str, Any]) -> Path:
     """Write atomically: a run killed while saving keeps its previous state."""
-    return atomic_write(Path(folder) / STATE_FILE, lambda handle: torch.save({"format": FORMAT, **state}, handle),
-                        binary=True)
+    return save_tree(folder, STATE, state, format=FORMAT)
 
 
-def snapshot(tuner: Finetuner, state: TrainState) -> dict[str, Any]:
-    """Everything needed to continue ``tuner``'s fit exactly where it is (after an optimizer step)."""
+def snapshot(tuner: Finetuner, state: TrainState, elapsed: dict[str, Any]) -> dict[str, Any]:
+    """Everything needed to continue ``tuner``'s fit exactly where it is (after an optimizer step).
+
+    ``elapsed`` holds the training time spent so far, so a resumed run's costs add it up.
+    """
     return {
         "config": tuner.state_key,
         "step": state.step,
@@ -74,6 +81,7 @@ def snapshot(tuner: Finetuner, state: TrainState) -> dict[str, Any]:
         "optimizer": tuner.optimizer.state_dict(),
         "best": {k: getattr(state, k) for k in TrainState.BEST_FIELDS},
         "callbacks": {key: callback.state_dict() for key, callback in _keyed(tuner.callbacks).items()},
+        "elapsed": elapsed,
     }
 
 
@@ -97,21 +105,28 @@ def restore(tuner: Finetuner, saved: dict[str, Any], state: TrainState, train_lo
     for generator, order in zip(loader_generators(train_loader), saved["epoch_order"]):
         generator.set_state(order)
     state.resume_rng = saved["rng"]
+    state.elapsed = saved["elapsed"]
     if state.batches_done == 0:
         set_rng_state(saved["rng"])
     return state.batches_done
 
 
+def has_state(folder: str | Path) -> bool:
+    """Whether ``folder`` holds a resumable state of any version (an old one is refused by ``load_state``)."""
+    return (Path(folder) / f"{STATE}.json").is_file() or (Path(folder) / OLD_STATE_FILE).is_file()
+
+
 def load_state(folder: str | Path) -> dict[str, Any]:
-    path = Path(folder) / STATE_FILE
-    if not path.is_file():
-        raise FreezetuneError(f"{folder} holds no resumable state ({STATE_FILE}); it finished or never saved one")
-    try:
-        state = torch.load(path, weights_only=False)
-    except Exception as error:  # a truncated or foreign file
-        raise FreezetuneError(f"cannot read {path}: {type(error).__name__}; the state is corrupted") from None
-    if state.get("format") != FORMAT:
-        raise FreezetuneError(f"{path} was written by an incompatible freezetune version")
+    folder = Path(folder)
+    if not (folder / f"{STATE}.json").is_file():
+        if (folder / OLD_STATE_FILE).is_file():
+            raise FreezetuneError(f"{folder / OLD_STATE_FILE} was written by an older freezetune version, whose "
+                                  "resumable state is no longer read; start the run again (--overwrite)")
+        raise FreezetuneError(f"{folder} holds no resumable state ({STATE}.json); it finished or never saved one")
+    version, state = load_tree(folder, STATE)
+    if version != FORMAT:
+        raise FreezetuneError(f"{folder / STATE}.json was written by an incompatible freezetune version; "
+                              "start the run again (--overwrite)")
     return state
 
 

@@ -36,5 +36,8 @@ class TrainState:
     batches_done: int = 0  # batches of the current epoch already trained on
     epoch_order: list[torch.Tensor] = field(default_factory=list)  # loader RNG at the epoch's start
     resume_rng: dict[str, Any] | None = None
+    # Training time spent by earlier processes of this run (restored from a resumable state):
+    # train_time_s in all, epoch_times_s of finished epochs, epoch_s of the epoch it stopped in.
+    elapsed: dict[str, Any] = field(default_factory=lambda: {"train_time_s": 0.0, "epoch_times_s": [], "epoch_s": 0.0})
 
     BEST_FIELDS = ("best_value", "best_step", "best_metrics", "best_weights", "evals_without_improvement", "history")

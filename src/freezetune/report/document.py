@@ -1,0 +1,169 @@
+"""The report's content, once, as neutral blocks that html.py and markdown.py each render.
+
+Order: what the numbers are (and a warning first when they come from validation), the
+recommendation, the table, the plots, then how each measuring plan chose.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from freezetune.report import plots
+from freezetune.report.load import Comparison, Plan
+from freezetune.report.recommend import best, compromise, criteria, ood_sets, regime, regime_sentence
+from freezetune.report.stats import eval_set, measure, metric, retention
+
+
+@dataclass
+class Block:
+    kind: str  # heading | paragraph | bullets | table | image | pre
+    text: str = ""
+    items: list[str] = field(default_factory=list)
+    headers: list[str] = field(default_factory=list)
+    rows: list[list[str]] = field(default_factory=list)
+    path: Path | None = None
+
+
+def size_text(n: float | None) -> str:
+    """Bytes as people read them: MiB below 1 GiB, else GiB."""
+    if n is None:
+        return "-"
+    if n >= 2**30:
+        return f"{n / 2**30:.2f} GiB"
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 2**20:.2g} MiB"  # a head alone: 0.0044 MiB
+
+
+def time_text(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds / 60:.1f} min" if seconds >= 120 else f"{seconds:.1f} s"
+
+
+def _pm(plan: Plan, read, fmt: str = ".3f") -> str:
+    m = measure(plan, read)
+    return "-" if m is None else f"{m.mean:{fmt}} ± {m.std:{fmt}}"
+
+
+def _cost(plan: Plan, key: str) -> float | None:
+    m = measure(plan, lambda run: run.costs.get(key) if run.costs.get(key) is not None else run.summary.get(key))
+    return None if m is None else m.mean
+
+
+def summary_table(comparison: Comparison) -> Block:
+    headline = comparison.headline.replace("_", " ")
+    names = ood_sets(comparison)
+    extra = sorted({n for p in comparison.plans for r in p.runs for n, s in r.eval_sets.items()} - set(names))
+    headers = ["plan", "training rows", f"{comparison.split} {headline}"]
+    headers += [f"{n} (OOD) {headline}" for n in names] + [f"{n} {headline}" for n in extra]
+    headers += ["retention", "train time", "trainable params", "checkpoint", "peak memory", "seeds", "chose"]
+    rows = []
+    for plan in sorted(comparison.plans, key=lambda p: (p.train_rows, comparison.plans.index(p))):
+        params = _cost(plan, "trainable_params")
+        rows.append([
+            plan.strategy, f"{plan.train_rows:,}", _pm(plan, metric(comparison.headline)),
+            *[_pm(plan, eval_set(n, comparison.headline)) for n in [*names, *extra]],
+            _pm(plan, retention), time_text(_cost(plan, "train_time_s")),
+            "-" if params is None else f"{round(params):,}", size_text(_cost(plan, "checkpoint_bytes")),
+            size_text(_cost(plan, "peak_memory_bytes")), str(len(plan.runs)), plan.chosen or "",
+        ])
+    keep = [i for i, h in enumerate(headers) if i == 0 or any(row[i] not in ("-", "") for row in rows)]
+    return Block("table", headers=[headers[i] for i in keep], rows=[[row[i] for i in keep] for row in rows])
+
+
+def build_document(comparison: Comparison, plot_dir: Path) -> list[Block]:
+    blocks = [Block("heading", "freezetune comparison report")]
+    headline = comparison.headline.replace("_", " ")
+    if comparison.split == "validation":
+        blocks.append(Block("paragraph", "**These are validation numbers**: no --test-data was given, and the "
+                                         "validation split also picked each run's best epoch (and rate), so they "
+                                         "are optimistic. Pass --test-data for unbiased numbers."))
+    largest = comparison.sizes[-1]
+    seeds = max(len(p.runs) for p in comparison.plans)
+    blocks.append(Block("paragraph", f"{len({p.strategy for p in comparison.plans})} plans, {seeds} seed(s) each, "
+                                     f"task {comparison.task}, reported metric: {comparison.split} {headline}; "
+                                     f"training sizes: {', '.join(f'{n:,}' for n in comparison.sizes)} rows. "
+                                     f"Means ± standard deviation over seeds."))
+    blocks += recommendation(comparison, largest)
+    blocks += [Block("heading", "All plans"), summary_table(comparison)]
+    blocks += _plots(comparison, plot_dir)
+    blocks += _selections(comparison)
+    return blocks
+
+
+def recommendation(comparison: Comparison, largest: int) -> list[Block]:
+    plans = comparison.at(largest)
+    found = criteria(comparison)
+    picks = [p for c in found if (p := best(plans, c)) is not None]
+    items = [pick.sentence() for pick in picks]
+    middle = compromise(plans, [c for c in found if c.key in ("metric", "retention", "cost")])
+    if middle is not None:
+        plan, scaled = middle
+        names = {"metric": comparison.headline.replace("_", " "), "cost": "time"}
+        parts = ", ".join(f"{names.get(k, k)} {v:.2f}" for k, v in scaled.items())
+        items.append(f"**Pareto compromise: {plan.strategy}** ({headline_value(comparison, plan)}): on the "
+                     f"Pareto front, and its worst criterion is the best of any plan (each criterion scaled 0..1 "
+                     f"across plans, 1 = best: {parts})")
+    return [
+        Block("heading", f"Recommendation ({largest:,} training rows)"),
+        Block("bullets", items=items),
+        Block("paragraph", "A margin is *within seed noise* when it is no larger than the standard deviation of the "
+                           "paired per-seed differences (runs with the same seed share data split and head "
+                           "initialisation)."),
+        Block("paragraph", "**Low-data regime.** " + regime_sentence(regime(comparison))),
+    ]
+
+
+def headline_value(comparison: Comparison, plan: Plan) -> str:
+    m = measure(plan, metric(comparison.headline))
+    return "-" if m is None else f"{comparison.headline.replace('_', ' ')} {m.mean:.3f}"
+
+
+def _plots(comparison: Comparison, plot_dir: Path) -> list[Block]:
+    figures = [
+        ("metric_vs_time.png", plots.metric_vs_time, "Task metric against training time."),
+        ("metric_vs_retention.png", plots.metric_vs_retention,
+         "Task metric against retention of pretrained skill, with the Pareto front."),
+        ("learning_curves.png", plots.learning_curves, "Learning curves across training sizes."),
+        ("in_vs_out_of_domain.png", plots.in_vs_out_of_domain, "In-domain against out-of-domain score."),
+        ("training_curves.png", plots.training_curves, "Training loss and validation metric of every run."),
+    ]
+    blocks = [Block("heading", "Plots")]
+    for name, draw, caption in figures:
+        path = draw(comparison, plot_dir / name)
+        if path is not None:
+            blocks += [Block("paragraph", caption), Block("image", text=caption, path=path)]
+    scores = _scores(comparison)
+    if scores:
+        path = plots.block_scores(scores, plot_dir / "block_scores.png")
+        blocks += [Block("paragraph", "Per-block scores (seed 0 of each measuring plan)."),
+                   Block("image", text="per-block scores", path=path)]
+    for plan in comparison.largest:
+        timeline = next((r.folder / "timeline.png" for r in plan.runs if (r.folder / "timeline.png").is_file()), None)
+        if timeline is not None:
+            blocks += [Block("paragraph", f"Schedule timeline of {plan.strategy} (seed 0)."),
+                       Block("image", text=f"{plan.strategy} timeline", path=timeline)]
+    return blocks
+
+
+def _scores(comparison: Comparison) -> list[tuple[str, dict[str, Any]]]:
+    found = []
+    for plan in comparison.largest:
+        file = next((r.folder / "scores.json" for r in plan.runs if (r.folder / "scores.json").is_file()), None)
+        if file is not None:
+            found.append((plan.strategy, json.loads(file.read_text())))
+    return found
+
+
+def _selections(comparison: Comparison) -> list[Block]:
+    blocks = []
+    for plan in comparison.largest:
+        for run in plan.runs:
+            why = run.folder / "selection.txt"
+            if why.is_file():
+                blocks += [Block("heading", f"How {plan.strategy} chose (seed {run.seed})"),
+                           Block("pre", why.read_text().strip())]
+    return blocks
+
