@@ -61,7 +61,7 @@ def test_label_in_eval_data_never_seen_in_training(tiny_model_dir, sentiment_csv
     eval_data = write(tmp_path / "eval.csv", "text,label\nso so,meh\ngreat,pos\n")
     out = tmp_path / "run"
     refused(train_args(tiny_model_dir, sentiment_csv, out, "--eval-data", str(eval_data)), capsys,
-            r"eval\.csv has label\(s\) 'meh' never seen in the training data \('neg', 'pos'\)")
+            r"eval\.csv has label\(s\) 'meh' \(1 row\) never seen in the training data \('neg', 'pos'\)")
     assert not out.exists()
 
 

@@ -162,7 +162,7 @@ def test_label_map_renames_evaluation_labels_only(tmp_path, tokenizer):
     train = write_csv(tmp_path / "train.csv", balanced_rows(5, 5) + [("so so", "positive")])
     test = write_csv(tmp_path / "test.csv", [("meh", "neutral"), ("great", "positive"), ("bad", "neg")])
     result = data.load_classification_data(train, tokenizer=tokenizer, test_path=test, eval_path=test,
-                                           label_map={"neutral": "neg", "positive": "pos"})
+                                           label_map={"neutral": "neg", "positive": "pos"}, min_class_count=1)
     assert result.label_names == ["neg", "pos", "positive"]  # the training labels stay as written
     assert result.test["labels"] == result.validation["labels"] == [0, 1, 0]
 

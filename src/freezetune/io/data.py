@@ -145,7 +145,7 @@ def check_labels(labels: pd.Series, path: str | Path, *, training_labels: Sequen
         counts = pd.Series(list(labels)).value_counts()
         unseen = _sort_labels(set(counts.index) - set(training_labels))
         if unseen:
-            found = ", ".join(f"{name!r} ({counts[name]} row{'s' * (counts[name] > 1)})" for name in unseen[:10])
+            found = ", ".join(f"{name!r} ({_rows(counts[name])})" for name in unseen[:10])
             raise FreezetuneError(
                 f"{path} has label(s) {found} never seen in the training data "
                 f"({', '.join(map(repr, list(training_labels)[:10]))}): check --label-column or the files, or "
@@ -162,7 +162,7 @@ def check_labels(labels: pd.Series, path: str | Path, *, training_labels: Sequen
         )
     rare = counts[counts < min_class_count]
     if len(rare):
-        described = "; ".join(f"{name!r} has {count} row{'s' * (count > 1)} ({_rows_of(labels, name)})"
+        described = "; ".join(f"{name!r} has {_rows(count)} ({_rows_of(labels, name)})"
                               for name, count in sorted(rare.items(), key=lambda item: (item[1], item[0]))[:5])
         raise FreezetuneError(
             f"{path}: label {described}, fewer than --min-class-count {min_class_count}; a stray label is often "
@@ -173,6 +173,10 @@ def check_labels(labels: pd.Series, path: str | Path, *, training_labels: Sequen
         if count < RARE_SHARE * most:
             logger.warning("%s: label %r has %d rows, far fewer than %r (%d): its scores will be noisy",
                            path, name, count, largest, most)
+
+
+def _rows(count) -> str:
+    return f"{int(count)} row{'' if int(count) == 1 else 's'}"
 
 
 def _rows_of(labels: pd.Series, name: str, shown: int = 3) -> str:
