@@ -113,13 +113,13 @@ def test_bytes_undefined_in_cp1252_fall_back_to_latin1(tmp_path):
 @pytest.mark.parametrize(
     ("content", "name", "pattern"),
     [
-        (None, "missing.csv", r"^no such file: .*missing\.csv$"),
-        (b"", "empty.csv", r"empty\.csv has no data rows"),
-        (b"text,label\n", "header_only.csv", r"header_only\.csv has no data rows"),
+        (None, "missing.csv", r"^no such file: .*missing\.csv; check the path$"),
+        (b"", "empty.csv", r"empty\.csv is empty"),
+        (b"text,label\n", "header_only.csv", r"header_only\.csv has a header \('text', 'label'\) but no data rows"),
         (b"[]", "empty.json", r"empty\.json has no data rows"),
-        (b"text\tlabel\n", "header_only.tsv", r"has no data rows"),
+        (b"text\tlabel\n", "header_only.tsv", r"has a header .* but no data rows"),
         (b"a,b\n1,2\n1,2,3\n", "ragged.csv", r"cannot parse .*ragged\.csv as csv"),
-        (b"{not json", "bad.jsonl", r"cannot parse .*bad\.jsonl as jsonl"),
+        (b"{not json", "bad.jsonl", r"line 1 of .*bad\.jsonl is not valid JSON"),
         (b"not parquet", "bad.parquet", r"cannot parse .*bad\.parquet as parquet"),
         (b"a,b\n", "table.xlsx", r"cannot tell the format"),
     ],
@@ -162,7 +162,7 @@ def test_label_map_renames_evaluation_labels_only(tmp_path, tokenizer):
     train = write_csv(tmp_path / "train.csv", balanced_rows(5, 5) + [("so so", "positive")])
     test = write_csv(tmp_path / "test.csv", [("meh", "neutral"), ("great", "positive"), ("bad", "neg")])
     result = data.load_classification_data(train, tokenizer=tokenizer, test_path=test, eval_path=test,
-                                           label_map={"neutral": "neg", "positive": "pos"})
+                                           label_map={"neutral": "neg", "positive": "pos"}, min_class_count=1)
     assert result.label_names == ["neg", "pos", "positive"]  # the training labels stay as written
     assert result.test["labels"] == result.validation["labels"] == [0, 1, 0]
 
@@ -220,10 +220,10 @@ def test_max_eval_rows_caps_the_validation_split(tmp_path, tokenizer):
 
 def test_tiny_training_file_still_splits(tmp_path, tokenizer):
     train = write_csv(tmp_path / "train.csv", [("yes", "pos"), ("no", "neg")])
-    result = data.load_classification_data(train, tokenizer=tokenizer, validation_fraction=0.9)
+    result = data.load_classification_data(train, tokenizer=tokenizer, validation_fraction=0.9, min_class_count=1)
     assert len(result.train) == 1 and len(result.validation) == 1
-    one = write_csv(tmp_path / "one.csv", [("yes", "pos")])
-    with pytest.raises(FreezetuneError, match="too few rows.*--eval-data"):
+    one = write_csv(tmp_path / "one.csv", [("yes", "pos"), ("no", "neg")])
+    with pytest.raises(FreezetuneError, match=r"label 'neg' has 1 row \(data row 2\); 'pos' has 1 row"):
         data.load_classification_data(one, tokenizer=tokenizer)
 
 
@@ -242,7 +242,7 @@ def test_max_train_rows_is_a_stratified_seeded_sample(tmp_path, tokenizer):
 
 def test_split_falls_back_when_a_class_has_one_row(tmp_path, tokenizer):
     train = write_csv(tmp_path / "train.csv", balanced_rows(30, 1))
-    result = data.load_classification_data(train, tokenizer=tokenizer, max_train_rows=20)
+    result = data.load_classification_data(train, tokenizer=tokenizer, max_train_rows=20, min_class_count=1)
     assert len(result.train) + len(result.validation) == 20
     assert result.label_names == ["neg", "pos"]  # names come from the whole training file
 
@@ -251,7 +251,7 @@ def test_pairs_get_token_type_ids(tmp_path, tokenizer):
     path = tmp_path / "pairs.tsv"
     path.write_text("q\ta\tlabel\nis it raining\tyes it is\t1\nwho are you\tthe sky is blue\t0\n")
     result = data.load_classification_data(path, tokenizer=tokenizer, text_column="q",
-                                           text_pair_column="a", eval_path=path)
+                                           text_pair_column="a", eval_path=path, min_class_count=1)
     assert result.text_columns == ("q", "a")
     types = result.train["token_type_ids"][0]
     assert 1 in types and types[0] == 0

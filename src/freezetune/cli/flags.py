@@ -13,7 +13,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from freezetune.core.config import DataConfig, ModelConfig, TrainConfig, field_help
-from freezetune.core.errors import FreezetuneError
+from freezetune.core.errors import FreezetuneError, did_you_mean
 
 STRATEGY_HELP = (
     "what trains, in the plan-spec grammar NAME[:VALUE][:KEY=VALUE...]: full, head_only, "
@@ -88,25 +88,32 @@ def add_config_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def config_values(path: str, parser: argparse.ArgumentParser) -> dict:
-    """Read a YAML config; its keys are the flags' names (dashes or underscores)."""
+    """Read a YAML config; its keys are the flags' names (dashes or underscores).
+
+    Safe-loaded: a Python tag (``!!python/object``) is refused, never run.
+    """
     import yaml
 
     file = Path(path)
     if not file.is_file():
-        raise FreezetuneError(f"no such config file: {path}")
+        raise FreezetuneError(f"no such config file: {path}" if not file.exists() else
+                              f"{path} is a folder; give a YAML file to --config")
     try:
-        values = yaml.safe_load(file.read_text()) or {}
+        values = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError:
+        raise FreezetuneError(f"{path} is not a text file; give a YAML file to --config") from None
     except yaml.YAMLError as error:
-        raise FreezetuneError(f"{path} is not valid YAML: {str(error).splitlines()[0]}") from None
+        raise FreezetuneError(f"{path} is not valid YAML: {_yaml_reason(error)}") from None
     if not isinstance(values, dict):
-        raise FreezetuneError(f"{path} must be a mapping of option: value")
-    known = {a.dest for a in parser._actions}
+        raise FreezetuneError(f"{path} must be a mapping of option: value (e.g. `epochs: 3`), "
+                              f"not a {type(values).__name__}")
+    known = sorted({a.dest for a in parser._actions} - {"help", "run", "config"})
     values = {str(k).replace("-", "_"): v for k, v in values.items()}
-    unknown = sorted(set(values) - known - {"config"})
+    unknown = sorted(set(values) - set(known) - {"config"})
     if unknown:
-        raise FreezetuneError(
-            f"{path}: unknown key {unknown[0]!r}; keys are the flag names of `freezetune train --help`"
-        )
+        named = "; ".join(f"{k!r}{did_you_mean(k, known)}" for k in unknown)
+        raise FreezetuneError(f"{path}: unknown key{'s' * (len(unknown) > 1)} {named} (keys are the flag names "
+                              "of `freezetune train --help`)")
     repeatable = {a.dest for a in parser._actions if isinstance(a, argparse._AppendAction)}
     return {k: _as_list(v) if k in repeatable else v for k, v in values.items()}
 
@@ -118,6 +125,16 @@ def _as_list(value) -> list[str]:
     if isinstance(value, dict):
         return [f"{k}={v}" for k, v in value.items()]
     return [str(v) for v in value] if isinstance(value, list) else [str(value)]
+
+
+def _yaml_reason(error) -> str:
+    """The YAML error in a few words, with its line; a Python tag is named as what it is."""
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    if "python/" in problem:
+        return "it uses a Python tag (!!python/...), which configs may not hold; write plain values"
+    mark = getattr(error, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{problem}{where}"
 
 
 def pick(namespace: argparse.Namespace, cls):

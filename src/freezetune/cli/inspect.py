@@ -16,5 +16,5 @@ def add_parser(commands) -> None:
 
 def run(args) -> int:
     print(freezetune.runs.inspect_model(args.model, gguf_file=args.gguf_file, pooling=args.pooling,
-                                        strategy=args.strategy))
+                                        strategy=args.strategy, trust_remote_code=args.trust_remote_code))
     return 0

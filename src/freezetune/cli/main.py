@@ -19,6 +19,7 @@ import freezetune
 from freezetune.cli import compare, export, inspect, predict, retention, score, strategies, train
 from freezetune.cli import report as report_command  # `report` is the error printer below
 from freezetune.cli.flags import config_values
+from freezetune.cli.parser import OneLineParser
 from freezetune.core.errors import FreezetuneError, Interrupted, report
 
 log = logging.getLogger("freezetune")
@@ -27,7 +28,7 @@ COMMANDS = (strategies, inspect, train, compare, report_command, predict, export
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="freezetune",
         description="Decide where to fine-tune a pretrained transformer, then fine-tune there.",
     )

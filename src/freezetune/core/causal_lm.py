@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from freezetune.core.errors import FreezetuneError
-from freezetune.core.model import dequantized, is_decoder
+from freezetune.core.model import dequantized, is_decoder, remote_code_error
 
 log = logging.getLogger("freezetune")
 
@@ -40,11 +40,12 @@ class CausalLM(nn.Module):
 
     pooling = "none"  # no sentence pooling: every position predicts the next token
 
-    def __init__(self, lm: nn.Module):
+    def __init__(self, lm: nn.Module, *, check_packing: bool = True):
         super().__init__()
         self.backbone = lm
         self.config = lm.config
-        self.packs_logits = self._packing_agrees()
+        # An empty model (built on the meta device only for its layout) cannot run the check.
+        self.packs_logits = self._packing_agrees() if check_packing else False
 
     @torch.no_grad()
     def _packing_agrees(self) -> bool:
@@ -92,15 +93,18 @@ class CausalLM(nn.Module):
 
 
 def load_causal_lm(model_path: str | Path, *, gguf_file: str | None = None,
-                   dtype: torch.dtype = torch.float32) -> CausalLM:
+                   dtype: torch.dtype = torch.float32, trust_remote_code: bool = False) -> CausalLM:
     """A causal LM from a local folder (or GGUF file in it, dequantized), in float32 by default."""
     from transformers import AutoModelForCausalLM
 
     kwargs = {"gguf_file": gguf_file} if gguf_file else {}
     try:
-        lm = AutoModelForCausalLM.from_pretrained(str(model_path), dtype=dtype, **kwargs)
+        lm = AutoModelForCausalLM.from_pretrained(str(model_path), dtype=dtype, trust_remote_code=trust_remote_code,
+                                                  **kwargs)
     except (OSError, ValueError) as error:
         text = str(error).strip()
+        if "trust_remote_code" in text:
+            raise remote_code_error(model_path) from None
         first = text.splitlines()[0] if text else type(error).__name__
         raise FreezetuneError(
             f"cannot load {model_path} as a causal language model: {first} "

@@ -152,6 +152,10 @@ class DataConfig:
     max_train_rows: int | None = option(None, "use a stratified sample of this many training rows")
     max_eval_rows: int | None = option(None, "use at most this many validation/test rows")
     validation_fraction: float = option(0.1, "share of --data held out for validation when --eval-data is absent")
+    min_class_count: int = option(
+        2, "refuse training data in which a label has fewer rows than this (a stray label is often left by broken "
+        "quoting); 1 keeps every label"
+    )
     retention: str = option(
         "auto",
         "how much pretrained skill survives: sts (STS-B Spearman of mean-pooled embeddings), ppl "
@@ -177,6 +181,10 @@ class ModelConfig:
     gguf_file: str | None = option(None, "GGUF file inside --model to load (dequantized to float32)")
     pooling: str = option(
         "auto", "sentence pooling; auto reads the model's own (MiniLM: mean)", choices=("auto", "cls", "mean", "last")
+    )
+    trust_remote_code: bool = option(
+        False, "run the Python code a model folder ships for its own classes (config.json's auto_map); only for "
+        "models whose author you trust"
     )
 
 

@@ -1,6 +1,8 @@
 """The exceptions a user sees as one line: bad input (exit code 2) and an interruption (128 + signal)."""
 
+import difflib
 import sys
+from collections.abc import Iterable
 
 EXIT_BAD_INPUT = 2
 
@@ -36,3 +38,9 @@ class Interrupted(KeyboardInterrupt):
         if self.step is None:
             return f"interrupted before training began; resume with: freezetune train --resume {self.run}"
         return f"interrupted at step {self.step}; resume with: freezetune train --resume {self.run}"
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """`` (did you mean 'epochs'?)`` when one of ``known`` is close to ``name``, else ``""``."""
+    close = difflib.get_close_matches(str(name), [str(k) for k in known], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -126,8 +126,51 @@ def is_decoder(config) -> bool:
 
 def _load_error(model_path, error: Exception) -> FreezetuneError:
     text = str(error).strip()
+    if "trust_remote_code" in text:
+        return remote_code_error(model_path)
     first_line = text.splitlines()[0] if text else type(error).__name__
     return FreezetuneError(f"cannot load model {model_path}: {first_line} (give a local model folder with --model)")
+
+
+def remote_code_error(model_path) -> FreezetuneError:
+    return FreezetuneError(f"{model_path} needs its own Python code to load (its config names custom classes): "
+                           "if you trust its author, pass --trust-remote-code")
+
+
+def _looks_local(name: str) -> bool:
+    """A path rather than a Hub name (``org/model``): absolute, relative with ./ or ~, or nested deeper."""
+    return name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name
+
+
+def check_model_folder(model_path: str | Path, gguf_file: str | None = None) -> None:
+    """A clear error for a --model that is no model folder: missing, a file, without config.json or GGUF file."""
+    path = Path(model_path).expanduser()
+    if not path.exists():
+        if _looks_local(str(model_path)):
+            raise FreezetuneError(f"no such model folder: {model_path}; give a folder holding config.json and the "
+                                  "weights to --model")
+        return  # perhaps a Hub name: transformers says whether it can fetch it
+    if not path.is_dir():
+        hint = f" (a GGUF file: --model {path.parent} --gguf-file {path.name})" if path.suffix == ".gguf" else ""
+        raise FreezetuneError(f"--model {model_path} is a file; give the model's folder{hint}")
+    if gguf_file:
+        if not (path / gguf_file).is_file():
+            raise FreezetuneError(f"{model_path} has no GGUF file {gguf_file!r}: check --gguf-file")
+    elif not (path / "config.json").is_file():
+        raise FreezetuneError(f"{model_path} is not a model folder: it has no config.json; give the folder that "
+                              "holds config.json and the weights to --model")
+
+
+def load_config(model_path: str | Path, *, gguf_file: str | None = None, trust_remote_code: bool = False):
+    """The model's config alone (config.json, or a GGUF file's header): no weights, so a bad --model fails fast."""
+    from transformers import AutoConfig
+
+    check_model_folder(model_path, gguf_file)
+    kwargs = {"gguf_file": gguf_file} if gguf_file else {}
+    try:
+        return AutoConfig.from_pretrained(str(model_path), trust_remote_code=trust_remote_code, **kwargs)
+    except (OSError, ValueError, KeyError) as error:
+        raise _load_error(model_path, error) from None
 
 
 def dequantized(model: nn.Module) -> nn.Module:
@@ -139,13 +182,14 @@ def dequantized(model: nn.Module) -> nn.Module:
     return model
 
 
-def load_tokenizer(model_path: str | Path, *, gguf_file: str | None = None):
+def load_tokenizer(model_path: str | Path, *, gguf_file: str | None = None, trust_remote_code: bool = False):
     """The model's tokenizer, right-padded, with a pad token (decoders ship none: EOS serves)."""
     from transformers import AutoTokenizer
 
+    check_model_folder(model_path, gguf_file)
     kwargs = {"gguf_file": gguf_file} if gguf_file else {}
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(model_path), **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(str(model_path), trust_remote_code=trust_remote_code, **kwargs)
     except (OSError, ValueError) as error:
         raise _load_error(model_path, error) from None
     if tokenizer.pad_token is None:
@@ -161,6 +205,7 @@ def load_classifier(
     pooling: str = "auto",
     gguf_file: str | None = None,
     dtype: torch.dtype = torch.float32,
+    trust_remote_code: bool = False,
 ) -> SequenceClassifier:
     """Backbone from a local folder (or a Hub name when online) plus a fresh classifier head.
 
@@ -171,7 +216,8 @@ def load_classifier(
 
     kwargs = {"gguf_file": gguf_file} if gguf_file else {}
     try:
-        backbone = AutoModel.from_pretrained(str(model_path), dtype=dtype, **kwargs)
+        backbone = AutoModel.from_pretrained(str(model_path), dtype=dtype, trust_remote_code=trust_remote_code,
+                                             **kwargs)
     except (OSError, ValueError) as error:
         raise _load_error(model_path, error) from None
     if gguf_file:

@@ -190,12 +190,18 @@ def _read_tensors(folder: Path, meta: dict) -> dict[str, torch.Tensor]:
     return tensors
 
 
+def trusts_remote_code(meta: dict) -> bool:
+    """Whether the run was told to run the base model's own code (--trust-remote-code); loads repeat it."""
+    return bool((meta.get("config") or {}).get("trust_remote_code", False))
+
+
 def load_base(meta: dict, base_path: str | None = None) -> nn.Module:
     """The untrained model a checkpoint's tensors go into: a classifier (fresh head) or a causal LM."""
-    base, gguf_file = base_path or meta["base_model"], meta.get("gguf_file")
+    base, gguf_file, remote = base_path or meta["base_model"], meta.get("gguf_file"), trusts_remote_code(meta)
     if meta.get("task", CLASSIFICATION) == CAUSAL_LM:
-        return load_causal_lm(base, gguf_file=gguf_file)
-    return load_classifier(base, len(meta["label_names"]), pooling=meta["pooling"], gguf_file=gguf_file)
+        return load_causal_lm(base, gguf_file=gguf_file, trust_remote_code=remote)
+    return load_classifier(base, len(meta["label_names"]), pooling=meta["pooling"], gguf_file=gguf_file,
+                           trust_remote_code=remote)
 
 
 def load_checkpoint(
@@ -238,7 +244,7 @@ def load_checkpoint(
             params[name].copy_(value)
     plan.apply(model, layers)
     model.eval()
-    tokenizer = load_tokenizer(base, gguf_file=gguf_file)
+    tokenizer = load_tokenizer(base, gguf_file=gguf_file, trust_remote_code=trusts_remote_code(meta))
     return model, tokenizer, meta
 
 

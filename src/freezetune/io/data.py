@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from freezetune.core.errors import FreezetuneError
+from freezetune.core.errors import FreezetuneError, did_you_mean
 from freezetune.core.eval_sets import EvalSetSpec
 from freezetune.core.helpers import MODEL_INPUTS
 from freezetune.io.tables import read_table
@@ -85,19 +85,20 @@ def read_columns(path: str | Path, columns: Sequence[str], *, encoding: str, hea
     frame = read_table(path, encoding=encoding, header=header)
     missing = [c for c in columns if c not in frame.columns]
     if missing:
+        named = ", ".join(f"{c!r}{did_you_mean(c, frame.columns)}" for c in missing)
         raise FreezetuneError(
-            f"{path} has no column {', '.join(map(repr, missing))}; its columns are "
-            f"{', '.join(map(repr, frame.columns))}: choose them with {flags}"
+            f"{path} has no column {named}; its columns are {', '.join(map(repr, frame.columns[:20]))}: "
+            f"choose them with {flags}"
         )
     frame = frame[list(columns)]
     keep = ~frame.map(is_missing).any(axis=1)
     dropped = int((~keep).sum())
+    if dropped == len(frame):
+        raise FreezetuneError(f"{path}: all {len(frame)} rows have an empty {' or '.join(columns)}; check that "
+                              f"{flags} name the columns that hold them")
     if dropped:
         logger.warning("%s: dropped %d of %d rows with a missing %s", path, dropped, len(frame), " or ".join(columns))
-    frame = frame[keep].reset_index(drop=True)
-    if frame.empty:
-        raise FreezetuneError(f"{path} has no data rows with {' and '.join(columns)} filled in")
-    return frame, dropped
+    return frame[keep], dropped  # the index keeps each row's position in the file (0 = first data row)
 
 
 def validation_size(rows: int, fraction: float, max_eval_rows: int | None) -> int:
@@ -127,17 +128,61 @@ def _read_split(
     return frame, dropped
 
 
-def _check_labels(labels: Sequence[str], label_names: Sequence[str], source: str) -> None:
-    """Every label of an evaluation file must be a training label: else one line naming them and their counts."""
-    counts = pd.Series(list(labels)).value_counts()
-    unseen = _sort_labels(set(counts.index) - set(label_names))
-    if unseen:
-        found = ", ".join(f"{name!r} ({counts[name]} row{'' if counts[name] == 1 else 's'})" for name in unseen[:10])
+# A class with fewer rows than this share of the largest class's is named in the log.
+RARE_SHARE = 0.1
+
+
+def check_labels(labels: pd.Series, path: str | Path, *, training_labels: Sequence[str] | None = None,
+                 min_class_count: int = 2) -> None:
+    """The one check of a split's labels (names, as ``_label_name`` makes them), before anything trains.
+
+    Training labels (no ``training_labels``): at least two classes, each with at least
+    ``min_class_count`` rows; a class below it is most often a stray value left by broken quoting
+    or a wrong delimiter. A class with far fewer rows than the largest is logged with its count.
+    Evaluation or test labels (``training_labels`` given): none that the training data lacks.
+    The index of ``labels`` is each row's position among the file's data rows (0: the first).
+    """
+    if training_labels is not None:
+        counts = pd.Series(list(labels)).value_counts()
+        unseen = _sort_labels(set(counts.index) - set(training_labels))
+        if unseen:
+            found = ", ".join(f"{name!r} ({_rows(counts[name])})" for name in unseen[:10])
+            raise FreezetuneError(
+                f"{path} has label(s) {found} never seen in the training data "
+                f"({', '.join(map(repr, list(training_labels)[:10]))}): check --label-column or the files, or "
+                "rename them with --label-map OLD=NEW"
+            )
+        return
+    if min_class_count < 1:
+        raise FreezetuneError(f"--min-class-count must be at least 1, got {min_class_count}")
+    counts = labels.value_counts()
+    if len(counts) < 2:
         raise FreezetuneError(
-            f"{source} has label(s) {found} never seen in the training data "
-            f"({', '.join(map(repr, label_names[:10]))}): check --label-column or the files, or rename them "
-            "with --label-map OLD=NEW"
+            f"{path} has a single label, {counts.index[0]!r} (all {counts.iloc[0]} rows): a classifier needs at "
+            "least two classes; check --label-column or the file"
         )
+    rare = counts[counts < min_class_count]
+    if len(rare):
+        described = "; ".join(f"{name!r} has {_rows(count)} ({_rows_of(labels, name)})"
+                              for name, count in sorted(rare.items(), key=lambda item: (item[1], item[0]))[:5])
+        raise FreezetuneError(
+            f"{path}: label {described}, fewer than --min-class-count {min_class_count}; a stray label is often "
+            "left by broken quoting or a wrong delimiter: fix the file, or pass --min-class-count 1 to keep it"
+        )
+    largest, most = counts.index[0], int(counts.iloc[0])
+    for name, count in counts.items():
+        if count < RARE_SHARE * most:
+            logger.warning("%s: label %r has %d rows, far fewer than %r (%d): its scores will be noisy",
+                           path, name, count, largest, most)
+
+
+def _rows(count) -> str:
+    return f"{int(count)} row{'' if int(count) == 1 else 's'}"
+
+
+def _rows_of(labels: pd.Series, name: str, shown: int = 3) -> str:
+    rows = [int(i) + 1 for i in labels.index[labels == name][:shown]]
+    return f"data row{'s' * (len(rows) > 1)} {', '.join(map(str, rows))}"
 
 
 def _split_indices(labels: Sequence[str], take: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -216,6 +261,7 @@ def load_classification_data(
     max_train_rows: int | None = None,
     max_eval_rows: int | None = None,
     header: bool = True,
+    min_class_count: int = 2,
     label_map: dict[str, str] | None = None,
 ) -> ClassificationData:
     """Read, clean, split and tokenize a single-text or text-pair classification data set.
@@ -225,7 +271,8 @@ def load_classification_data(
     training file before the validation split. Without `eval_path` the validation set is
     a seeded, stratified `validation_fraction` of the training rows. `max_eval_rows` caps
     the validation set (either source); the test set is never subsampled. ``label_map`` renames
-    the labels of the validation and test files before they are checked against the training labels.
+    the labels of the validation and test files before they are checked against the training labels
+    (``check_labels``, which also wants ``min_class_count`` rows per training class).
     """
     check_split_options(validation_fraction, max_length)
     columns = tuple(str(c) for c in (text_column, text_pair_column) if c is not None)
@@ -233,6 +280,8 @@ def load_classification_data(
     read = partial(_read_split, columns=columns, label_column=label_column, encoding=encoding, header=header)
 
     train, dropped_train = read(train_path)
+    check_labels(train[label_column], train_path, min_class_count=min_class_count)
+    train = train.reset_index(drop=True)
     read = partial(read, label_map=label_map)  # the evaluation files' labels are renamed, never the training ones
     label_names = _sort_labels(set(train[label_column]))
     label_ids = {name: i for i, name in enumerate(label_names)}
@@ -259,7 +308,8 @@ def load_classification_data(
         splits["test"], dropped["test"] = read(test_path)
         checked["test"] = test_path
     for split, path in checked.items():
-        _check_labels(splits[split][label_column], label_names, str(path))
+        check_labels(splits[split][label_column], path, training_labels=label_names)
+        splits[split] = splits[split].reset_index(drop=True)
 
     built: dict[str, datasets.Dataset] = {}
     truncated: dict[str, int] = {}
@@ -288,7 +338,7 @@ def load_eval_set(
     like validation (seeded, stratified, at most ``max_rows``) and tokenized like both."""
     frame, dropped = _read_split(spec.path, columns, label_column, encoding=encoding, header=header,
                                  label_map=label_map)
-    _check_labels(frame[label_column], label_names, f"{spec.kind} set {spec.name!r} ({spec.path})")
+    check_labels(frame[label_column], f"{spec.kind} set {spec.name!r} ({spec.path})", training_labels=label_names)
     frame = _subsample(frame, label_column, max_rows, seed)
     label_ids = {name: i for i, name in enumerate(label_names)}
     dataset, truncated = _to_dataset(frame, columns, label_column, label_ids, tokenizer, max_length,

@@ -28,7 +28,7 @@ from freezetune.core.layout import LayerMap
 from freezetune.core.lora import merge_lora
 from freezetune.core.model import load_classifier
 from freezetune.core.plan import Plan
-from freezetune.io.checkpoint import load_checkpoint, read_meta
+from freezetune.io.checkpoint import load_checkpoint, read_meta, trusts_remote_code
 from freezetune.io.export_peft import build_peft_model, check_same_outputs
 from freezetune.io.model_card import load_code, model_card, run_metrics, trained_summary
 from freezetune.io.staging import Staging, check_new_folder
@@ -247,7 +247,8 @@ def _peft_base(model: nn.Module, meta: dict, base: str, staging: Path):
         from transformers import AutoModelForCausalLM
 
         gguf = {"gguf_file": meta["gguf_file"]} if meta.get("gguf_file") else {}
-        lm = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32, **gguf)
+        lm = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32, trust_remote_code=trusts_remote_code(meta),
+                                                  **gguf)
         info = {"trust_remote_code": False, "peft_base": base, "base_in_folder": False}
         return lm, (lambda n: n.removeprefix("backbone.")), "CAUSAL_LM", (), info
     # A classifier's head is always saved: PEFT's SEQ_CLS adds ``classifier`` to modules_to_save and
@@ -256,7 +257,8 @@ def _peft_base(model: nn.Module, meta: dict, base: str, staging: Path):
         from transformers import AutoModelForSequenceClassification
 
         id2label = dict(enumerate(meta["label_names"]))
-        native = AutoModelForSequenceClassification.from_pretrained(base, id2label=id2label, dtype=torch.float32)
+        native = AutoModelForSequenceClassification.from_pretrained(base, id2label=id2label, dtype=torch.float32,
+                                                                    trust_remote_code=trusts_remote_code(meta))
         prefix = native.base_model_prefix  # e.g. bert: the names PEFT expects under this class
 
         def rename(name: str) -> str:
@@ -266,7 +268,8 @@ def _peft_base(model: nn.Module, meta: dict, base: str, staging: Path):
         return native, rename, "SEQ_CLS", ("classifier",), info
     # No stock class pools like this model: base/ holds the base with freezetune's pooling code
     # and a fresh head, and the adapter applies to it.
-    plain = load_classifier(base, len(meta["label_names"]), pooling=meta["pooling"], gguf_file=meta.get("gguf_file"))
+    plain = load_classifier(base, len(meta["label_names"]), pooling=meta["pooling"], gguf_file=meta.get("gguf_file"),
+                            trust_remote_code=trusts_remote_code(meta))
     custom = _custom_model(plain, meta, staging / BASE_DIR).eval()
     custom.save_pretrained(str(staging / BASE_DIR))
     info = {"trust_remote_code": True, "peft_base": BASE_DIR, "base_in_folder": True}

@@ -131,7 +131,7 @@ def read_texts(path: str | Path, columns: tuple[str, ...], *, encoding: str, hea
                               "(CSV, JSONL) for prompt/response data")
     frame, dropped = read_columns(path, columns, encoding=encoding, header=header,
                                   flags="--text-column, or --prompt-column and --response-column")
-    return frame.astype(str), dropped
+    return frame.astype(str).reset_index(drop=True), dropped
 
 
 def encode(frame: pd.DataFrame, columns: tuple[str, ...], fmt: PromptFormat, max_length: int, pack: bool,

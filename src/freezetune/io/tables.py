@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
 import re
 from pathlib import Path
@@ -53,11 +54,24 @@ def _decode(raw: bytes, path: Path, encoding: str) -> str:
     for candidate in ([used] if used else []) + ["cp1252", "latin-1"]:
         try:
             text = raw.decode(candidate)
-        except UnicodeDecodeError:
+        except (UnicodeDecodeError, LookupError):
             continue  # cp1252 leaves five bytes undefined; latin-1 decodes anything
         logger.info("%s is not UTF-8; read it as %s (set --encoding to override)", path, candidate)
         return text
     raise AssertionError("latin-1 decodes every byte sequence")
+
+
+def _check_text(text: str, path: Path) -> None:
+    """Refuse an empty file, and a binary one (many control characters) read as text."""
+    if not text.strip():
+        raise FreezetuneError(f"{path} is empty; give a file with a header row and data rows")
+    head = text[:4096]
+    control = sum(1 for c in head if c < " " and c not in "\t\n\r\f")
+    if control > len(head) / 100:
+        raise FreezetuneError(
+            f"{path} looks binary, not text ({control} control characters in its first {len(head)}): give a CSV, "
+            "TSV or JSON Lines file (a Parquet file needs the .parquet extension)"
+        )
 
 
 def read_table(
@@ -73,35 +87,71 @@ def read_table(
     parsing silently merges or drops rows. CSV keeps normal quoting (fields with commas
     are quoted). `header=False` reads header-less CSV/TSV (GLUE CoLA); the columns are
     then named "0", "1", ... Only empty fields count as missing: a text "NA" stays text.
+    Every unreadable file (missing, a folder, empty, binary, malformed, with the wrong
+    delimiter) is a FreezetuneError that says what is wrong.
     """
     path = Path(path)
+    if path.is_dir():
+        raise FreezetuneError(f"{path} is a folder, not a file; give the data file itself (CSV, TSV, JSONL, Parquet)")
     if not path.is_file():
-        raise FreezetuneError(f"no such file: {path}")
+        raise FreezetuneError(f"no such file: {path}; check the path")
     fmt = file_format or FORMATS.get(path.suffix.lower())
     if fmt not in FORMATS.values():
         raise FreezetuneError(
             f"cannot tell the format of {path}: use one of {', '.join(FORMATS)} or pass the format explicitly"
         )
+    text = ""
     try:
         if fmt == "parquet":
             frame = pd.read_parquet(path)
         else:
             text = _decode(path.read_bytes(), path, encoding)
-            if not text.strip():
-                raise FreezetuneError(f"{path} has no data rows")
-            frame = _parse_text(text, fmt, header)
+            _check_text(text, path)
+            frame = _parse_text(text, fmt, header, path)
     except pd.errors.EmptyDataError:
-        raise FreezetuneError(f"{path} has no data rows") from None
-    except (pd.errors.ParserError, ValueError, OSError) as err:
+        raise FreezetuneError(f"{path} is empty; give a file with a header row and data rows") from None
+    except (pd.errors.ParserError, ValueError, OSError, TypeError, AttributeError) as err:
+        if isinstance(err, FreezetuneError):
+            raise
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise FreezetuneError(f"cannot parse {path} as {fmt}: {reason}; check the file or its format") from None
+        fix = "check the file or its format"
+        if "inside string" in reason:  # pandas: EOF inside string starting at row N
+            fix = 'a " opened there is never closed: close it, or double the quotes inside the text ("")'
+        raise FreezetuneError(f"cannot parse {path} as {fmt}: {reason}{_delimiter_hint(text, fmt)}; {fix}") from None
     frame.columns = [str(c).lstrip("\ufeff").strip() for c in frame.columns]  # BOM if encoding="utf-8"
+    if fmt in ("csv", "tsv") and len(frame.columns) == 1:
+        hint = _delimiter_hint(text, fmt)
+        if hint:
+            raise FreezetuneError(f"{path} has one column, {frame.columns[0]!r}{hint}")
     if frame.empty:
+        if header and fmt in ("csv", "tsv") and len(frame.columns):
+            raise FreezetuneError(
+                f"{path} has a header ({', '.join(map(repr, frame.columns[:10]))}) but no data rows; add rows"
+            )
         raise FreezetuneError(f"{path} has no data rows")
     return frame
 
 
-def _parse_text(text: str, fmt: str, header: bool) -> pd.DataFrame:
+DELIMITERS = {",": "comma", "\t": "tab", ";": "semicolon", "|": "pipe"}
+
+
+def _delimiter_hint(text: str, fmt: str) -> str:
+    """``; it looks tab-separated: ...`` when the first lines split on another delimiter than ``fmt``'s."""
+    if fmt not in ("csv", "tsv") or not text:
+        return ""
+    expected = "\t" if fmt == "tsv" else ","
+    lines = text.splitlines()[:20]
+    try:
+        found = csv.Sniffer().sniff("\n".join(lines), delimiters="".join(DELIMITERS)).delimiter
+    except csv.Error:
+        return ""
+    if found == expected or found not in lines[0]:
+        return ""
+    fix = {"\t": "rename it to .tsv", ",": "rename it to .csv"}.get(found, "save it comma-separated (or as .tsv)")
+    return f"; it looks {DELIMITERS[found]}-separated, not {DELIMITERS[expected]}-separated: {fix}"
+
+
+def _parse_text(text: str, fmt: str, header: bool, path: Path) -> pd.DataFrame:
     """Parse decoded text; `pd.errors.ParserError` / `ValueError` on malformed input."""
     if fmt == "text":  # plain text: each paragraph (blank-line separated) is a row of column "text"
         paragraphs = [p.strip() for p in re.split(r"\n\s*\n", text)]  # its own line breaks stay
@@ -115,6 +165,25 @@ def _parse_text(text: str, fmt: str, header: bool) -> pd.DataFrame:
             keep_default_na=False,
             na_values=[""],
         )
-    # JSON: dtype=False and convert_dates=False keep values as written (no "1" -> 1, no dates).
-    lines = fmt == "jsonl" or not text.lstrip().startswith("[")
-    return pd.read_json(io.StringIO(text), lines=lines, dtype=False, convert_dates=False)
+    if fmt == "json" and text.lstrip().startswith("["):
+        # dtype=False and convert_dates=False keep values as written (no "1" -> 1, no dates).
+        return pd.read_json(io.StringIO(text), dtype=False, convert_dates=False)
+    return _parse_json_lines(text, path)
+
+
+def _parse_json_lines(text: str, path: Path) -> pd.DataFrame:
+    """One JSON object per line (blank lines skipped); a bad line is named by its number."""
+    records = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError as err:
+            raise FreezetuneError(f"line {number} of {path} is not valid JSON ({err}); each line must be one "
+                                  'JSON object such as {"text": "...", "label": "..."}') from None
+        if not isinstance(record, dict):
+            raise FreezetuneError(f"line {number} of {path} is a JSON {type(record).__name__}, not an object; each "
+                                  'line must be one JSON object such as {"text": "...", "label": "..."}')
+        records.append(record)
+    return pd.DataFrame.from_records(records)

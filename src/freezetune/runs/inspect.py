@@ -5,31 +5,24 @@ from __future__ import annotations
 from freezetune.core.causal_lm import CausalLM, load_causal_lm
 from freezetune.core.errors import FreezetuneError
 from freezetune.core.layout import LayerMap
-from freezetune.core.model import default_pooling, is_decoder, load_classifier
+from freezetune.core.model import default_pooling, is_decoder, load_classifier, load_config
 from freezetune.io import defaults
 from freezetune.strategies.registry import needs_context, resolve
 
 
-def _config(model_path: str, gguf_file: str | None):
-    from transformers import AutoConfig
-
-    kwargs = {"gguf_file": gguf_file} if gguf_file else {}
-    try:
-        return AutoConfig.from_pretrained(model_path, **kwargs)
-    except (OSError, ValueError) as error:
-        raise FreezetuneError(f"cannot load model {model_path}: {str(error).strip().splitlines()[0]}") from None
-
-
-def load_for_inspection(model_path: str, *, gguf_file: str | None = None, pooling: str = "auto"):
+def load_for_inspection(model_path: str, *, gguf_file: str | None = None, pooling: str = "auto",
+                        trust_remote_code: bool = False):
     """Encoders get freezetune's classifier head (2 labels); decoders keep their LM head, wrapped
     as the causal-LM task trains them (unit names start with ``backbone.``)."""
-    if is_decoder(_config(model_path, gguf_file)):
-        return load_causal_lm(model_path, gguf_file=gguf_file)
-    return load_classifier(model_path, 2, pooling=pooling, gguf_file=gguf_file)
+    remote = {"gguf_file": gguf_file, "trust_remote_code": trust_remote_code}
+    if is_decoder(load_config(model_path, **remote)):
+        return load_causal_lm(model_path, **remote)
+    return load_classifier(model_path, 2, pooling=pooling, **remote)
 
 
 def inspect_model(
-    model_path: str | None, *, gguf_file: str | None = None, pooling: str = "auto", strategy: str | None = None
+    model_path: str | None, *, gguf_file: str | None = None, pooling: str = "auto", strategy: str | None = None,
+    trust_remote_code: bool = False,
 ) -> str:
     if strategy and needs_context(strategy):  # checked before the model loads: the error is the only output
         raise FreezetuneError(
@@ -37,7 +30,7 @@ def inspect_model(
             "and a run's selection.txt says what it chose"
         )
     model_path = model_path or defaults.default_model_path()
-    model = load_for_inspection(model_path, gguf_file=gguf_file, pooling=pooling)
+    model = load_for_inspection(model_path, gguf_file=gguf_file, pooling=pooling, trust_remote_code=trust_remote_code)
     layers = LayerMap.from_model(model)
     lines = [f"model: {model_path}"]
     if isinstance(model, CausalLM):

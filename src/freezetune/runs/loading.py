@@ -19,6 +19,7 @@ from freezetune.core.causal_lm import load_causal_lm
 from freezetune.core.config import CAUSAL_LM
 from freezetune.core.errors import FreezetuneError
 from freezetune.core.eval_sets import eval_set_specs, parse_label_map
+from freezetune.core.helpers import held_logs
 from freezetune.core.model import load_classifier
 from freezetune.io.data import ClassificationData, load_classification_data, load_eval_set
 from freezetune.io.lm_data import LanguageModelingData, load_lm_data, load_lm_eval_set
@@ -40,17 +41,20 @@ def seed_everything(seed: int) -> None:
 
 
 def load_data(spec: RunSpec, tokenizer) -> ClassificationData | LanguageModelingData:
-    """The run's splits, with its evaluation sets (--extra-eval, --ood-set) read and tokenized the same way.
+    """The run's tokenized splits, then a log line with how many rows each has.
 
-    Once they load (bad input fails before), the log says how many rows each split has.
+    Notes logged while reading (an encoding guessed, rows dropped) appear once every file and
+    label proved good: a bad input's error line is the only output.
     """
     started = time.perf_counter()
-    data = _read_data(spec, tokenizer)
+    with held_logs(log):
+        data = _read_data(spec, tokenizer)
     log.info("%s", data_line(data, time.perf_counter() - started))
     return data
 
 
 def _read_data(spec: RunSpec, tokenizer) -> ClassificationData | LanguageModelingData:
+    """The run's splits, with its evaluation sets (--extra-eval, --ood-set) read and tokenized the same way."""
     d = spec.data
     if d.task == CAUSAL_LM:
         data = load_lm_data(
@@ -78,6 +82,7 @@ def _read_data(spec: RunSpec, tokenizer) -> ClassificationData | LanguageModelin
         max_train_rows=d.max_train_rows,
         max_eval_rows=d.max_eval_rows,
         header=d.header,
+        min_class_count=d.min_class_count,
         label_map=label_map,
     )
     load_set = partial(load_eval_set, label_names=data.label_names, columns=data.text_columns,
@@ -119,8 +124,9 @@ def load_model(spec: RunSpec, task):
     seed_everything(spec.train.seed)
     m = spec.model
     if isinstance(task, CausalLanguageModeling):
-        return load_causal_lm(m.model, gguf_file=m.gguf_file)
-    return load_classifier(m.model, len(task.label_names), pooling=m.pooling, gguf_file=m.gguf_file)
+        return load_causal_lm(m.model, gguf_file=m.gguf_file, trust_remote_code=m.trust_remote_code)
+    return load_classifier(m.model, len(task.label_names), pooling=m.pooling, gguf_file=m.gguf_file,
+                           trust_remote_code=m.trust_remote_code)
 
 
 def data_line(data: ClassificationData | LanguageModelingData, seconds: float) -> str:

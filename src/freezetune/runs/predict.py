@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 
 from freezetune.core.config import CAUSAL_LM
-from freezetune.core.errors import FreezetuneError
-from freezetune.core.helpers import atomic_write, model_inputs, pick_device
+from freezetune.core.errors import FreezetuneError, did_you_mean
+from freezetune.core.helpers import atomic_write, held_logs, model_inputs, pick_device
 from freezetune.io.checkpoint import load_checkpoint, read_meta
 from freezetune.io.data import is_missing
 from freezetune.io.tables import read_table
@@ -69,14 +69,15 @@ def predict_file(
     if text_pair_column is None:
         text_pair_column = config.get("text_pair_column")
     max_length = max_length or config.get("max_length") or DEFAULT_MAX_LENGTH
-    frame = read_table(data_path, encoding=encoding)
     columns = [text_column] + ([text_pair_column] if text_pair_column else [])
-    for column in columns:
-        if column not in frame.columns:
-            raise FreezetuneError(
-                f"{data_path} has no column {column!r}; its columns are: {', '.join(map(str, frame.columns))} "
-                "(choose with --text-column / --text-pair-column)"
-            )
+    with held_logs(log):  # a note on the encoding waits until the columns proved good
+        frame = read_table(data_path, encoding=encoding)
+        for column in columns:
+            if column not in frame.columns:
+                raise FreezetuneError(
+                    f"{data_path} has no column {column!r}{did_you_mean(column, frame.columns)}; its columns are: "
+                    f"{', '.join(map(str, frame.columns))} (choose with --text-column / --text-pair-column)"
+                )
     labels = meta["label_names"]
     added = ["prediction"] + [f"prob_{name}" for name in labels]
     clash = [c for c in added if c in frame.columns]

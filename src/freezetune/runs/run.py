@@ -32,6 +32,7 @@ from freezetune.runs.eval_sets import score_eval_sets, summarize
 from freezetune.runs.listeners import listeners
 from freezetune.runs.loading import check_eval_sets, check_metric, load_data, load_model, make_task, seed_everything
 from freezetune.runs.paths import absolute_paths
+from freezetune.runs.preflight import check_before_loading
 from freezetune.runs.tensorboard_log import check_report_to
 from freezetune.scoring.resolve import Resolution, resolve_strategy
 from freezetune.scoring.sample import sample_batches
@@ -213,6 +214,8 @@ def run_training(
     check_metric(spec)
     check_eval_sets(spec)
     check_report_to(spec.train, spec.output)
+    if resolution is None:
+        check_before_loading([spec.strategy], spec.model, spec.data.task)
     saved_state = None
     if resume:
         run_dir, saved_state = _resumable(spec)
@@ -239,7 +242,7 @@ def _train(spec: RunSpec, run_dir: RunDir | None, saved_state: dict[str, Any] | 
     seed_everything(spec.train.seed)
     m = spec.model
     if tokenizer is None:
-        tokenizer = load_tokenizer(m.model, gguf_file=m.gguf_file)
+        tokenizer = load_tokenizer(m.model, gguf_file=m.gguf_file, trust_remote_code=m.trust_remote_code)
     if data is None:
         data = load_data(spec, tokenizer)
     caches = caches or RunCaches()

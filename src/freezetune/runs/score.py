@@ -32,7 +32,8 @@ def score_training_data(spec: RunSpec, scorers: list[str], *, samples: int, seed
         raise FreezetuneError(f"--epochs must be at least 1, got {epochs}")
     names = list(SCORERS) if "all" in scorers else list(dict.fromkeys(scorers or ["semantic"]))
     spec = spec.resolved()
-    tokenizer = load_tokenizer(spec.model.model, gguf_file=spec.model.gguf_file)
+    tokenizer = load_tokenizer(spec.model.model, gguf_file=spec.model.gguf_file,
+                               trust_remote_code=spec.model.trust_remote_code)
     data = load_data(spec, tokenizer)
     task = make_task(spec, data)
     model = load_model(spec, task)

@@ -32,6 +32,7 @@ from freezetune.io.rundir import RunDir
 from freezetune.runs.eval_sets import complete_finished
 from freezetune.runs.loading import check_eval_sets, check_metric, load_data, load_model, make_task
 from freezetune.runs.paths import PATH_OPTIONS
+from freezetune.runs.preflight import check_before_loading
 from freezetune.runs.run import Retention, RunCaches, RunSpec, resolve_for_run, run_training
 from freezetune.runs.tables import results_columns, results_table
 from freezetune.runs.tensorboard_log import check_report_to
@@ -139,7 +140,9 @@ def run_sweep(sweep: Sweep) -> list[dict[str, Any]]:
     base = sweep.base.resolved()
     base.train.validate()
     check_report_to(base.train, sweep.output)
-    tokenizer = load_tokenizer(base.model.model, gguf_file=base.model.gguf_file)
+    check_before_loading(sweep.strategies, base.model, base.data.task)
+    tokenizer = load_tokenizer(base.model.model, gguf_file=base.model.gguf_file,
+                               trust_remote_code=base.model.trust_remote_code)
     data = load_data(replace(base, train=replace(base.train, seed=sweep.data_seed)), tokenizer)
     task = make_task(base, data)
     base = replace(base, train=replace(base.train, metric=monitored_metric(task, base.train.metric)))

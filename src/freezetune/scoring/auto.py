@@ -24,7 +24,7 @@ from freezetune.core.layout import LayerMap
 from freezetune.core.plan import LoraSpec, Plan
 from freezetune.scoring.race import chosen_plan, explain_race, race_plan, race_record
 from freezetune.scoring.sample import DEFAULT_SAMPLES
-from freezetune.scoring.scorers import TENSOR_SCORERS, score
+from freezetune.scoring.scorers import SCORERS, TENSOR_SCORERS, score
 from freezetune.scoring.select import (
     check_budget,
     compact,
@@ -45,10 +45,36 @@ METHODS = ("score", "race")
 DEFAULT_METHOD = "score"
 
 
+def check_auto(layers: LayerMap, *, scorer: str = "gradient", method: str = "", budget: float | None = None,
+               retention: float | None = None, granularity: str = "block", threshold: float | None = None,
+               lora: int | None = None, **_) -> None:
+    """The checks of ``auto``'s options that need no data and no weights (run before the model loads)."""
+    method = method or ("race" if retention is not None else DEFAULT_METHOD)  # a retention floor is measured by racing
+    if method not in METHODS:
+        raise FreezetuneError(f"unknown auto method {method!r}; choose score or race")
+    if retention is not None and not 0 < retention <= 1:
+        raise FreezetuneError(f"retention is the share of pretrained skill to keep, in (0, 1]; got {retention}")
+    if lora is not None and (lora < 1 or granularity != "block"):
+        raise FreezetuneError(f"auto:lora=R puts rank-R adapters on chosen blocks: R >= 1 and block granularity "
+                              f"(got lora={lora}, granularity={granularity})")
+    if method == "score" and retention is not None:
+        raise FreezetuneError("retention=R is measured on briefly trained candidates: add method=race")
+    if granularity == "block" and threshold is not None and method == "score":
+        raise FreezetuneError("a score threshold selects tensors: add granularity=tensor, or give a budget")
+    if granularity == "tensor" and scorer not in TENSOR_SCORERS:
+        raise FreezetuneError(
+            f"scorer {scorer!r} scores blocks only; tensor granularity needs one of {', '.join(TENSOR_SCORERS)}"
+        )
+    if budget is not None and granularity == "block":
+        check_budget(layers, budget)
+
+
 @register(
     "auto",
     primary="scorer",
     needs_context=True,
+    choices={"scorer": tuple(SCORERS), "method": METHODS, "granularity": GRANULARITIES},
+    check=check_auto,
     help={
         "scorer": "method=score: gradient (default), fisher, snr, semantic, variability (see docs/scoring.md)",
         "method": "score (forward scoring, the cheapest) or race (train the candidate depths briefly, keep the best "
@@ -71,19 +97,12 @@ def auto(layers: LayerMap, context: ResolveContext, scorer: str = "gradient", me
          rates: str = "1", contiguous: bool = True, granularity: str = "block",
          threshold: float | None = None, lora: int | None = None) -> Plan:
     """Choose where to fine-tune for the best task metric, under an optional cost cap and retention floor."""
+    check_auto(layers, scorer=scorer, method=method, budget=budget, retention=retention, granularity=granularity,
+               threshold=threshold, lora=lora)
     method = method or ("race" if retention is not None else DEFAULT_METHOD)  # a retention floor is measured by racing
-    if method not in METHODS:
-        raise FreezetuneError(f"unknown auto method {method!r}; choose score or race")
-    if retention is not None and not 0 < retention <= 1:
-        raise FreezetuneError(f"retention is the share of pretrained skill to keep, in (0, 1]; got {retention}")
-    if lora is not None and (lora < 1 or granularity != "block"):
-        raise FreezetuneError(f"auto:lora=R puts rank-R adapters on chosen blocks: R >= 1 and block granularity "
-                              f"(got lora={lora}, granularity={granularity})")
     if method == "race":
         plan = _race(layers, context, budget=budget, retention=retention, share=share, eta=eta, rates=_factors(rates))
         return _as_lora(plan, lora, layers, context)
-    if retention is not None:
-        raise FreezetuneError("retention=R is measured on briefly trained candidates: add method=race")
     if granularity == "tensor" and budget is None and threshold is None:
         budget = 0.25  # a tensor selection needs a bound; a quarter of the model is the documented default
     if granularity == "block" and budget is None:

@@ -20,7 +20,7 @@ from typing import Any, get_type_hints
 
 from torch import nn
 
-from freezetune.core.errors import FreezetuneError
+from freezetune.core.errors import FreezetuneError, did_you_mean
 from freezetune.core.layout import LayerMap
 from freezetune.core.plan import Plan
 from freezetune.core.spec import Names, convert, format_value, parse_spec
@@ -35,6 +35,7 @@ class Option:
     kind: type
     default: object
     help: str
+    choices: tuple[str, ...] = ()  # the values it takes, when they are a fixed set of names
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,9 @@ class Strategy:
     primary: str | None
     needs_context: bool = False
     schedule: bool = False  # builds a Schedule (plans that change while training), not a Plan
+    # A measuring strategy's cheap checks of its options against the layout, run before any model
+    # loads (on the layout of an empty model): ``check(layers, **options)`` raises FreezetuneError.
+    check: Callable[..., None] | None = None
 
     def usage(self) -> str:
         parts = [self.name]
@@ -103,11 +107,13 @@ COMMON = {
 
 
 def register(name: str, *, primary: str | None = None, help: dict[str, str] | None = None,
-             needs_context: bool = False, schedule: bool = False):
+             needs_context: bool = False, schedule: bool = False, choices: dict[str, Sequence[str]] | None = None,
+             check: Callable[..., None] | None = None):
     """Register ``fn(layers, [context,] **options) -> Plan`` under ``name`` (once).
 
     ``schedule=True``: ``fn`` returns a Schedule; it takes only its own options (the common ones
-    describe one plan, a schedule decides its plans itself).
+    describe one plan, a schedule decides its plans itself). ``choices``: option -> the names it
+    takes (checked with the spec, before any model loads). ``check``: see ``Strategy.check``.
     """
 
     def decorate(fn: Callable[..., Plan]) -> Callable[..., Plan]:
@@ -118,10 +124,11 @@ def register(name: str, *, primary: str | None = None, help: dict[str, str] | No
         options = {}
         skip = 2 if needs_context else 1  # (layers[, context])
         for param in list(inspect.signature(fn).parameters.values())[skip:]:
-            options[param.name] = Option(param.name, hints[param.name], param.default, (help or {}).get(param.name, ""))
+            options[param.name] = Option(param.name, hints[param.name], param.default, (help or {}).get(param.name, ""),
+                                         tuple((choices or {}).get(param.name, ())))
         summary = (inspect.getdoc(fn) or name).splitlines()[0]
         common = {} if schedule else COMMON
-        REGISTRY[name] = Strategy(name, fn, summary, {**options, **common}, primary, needs_context, schedule)
+        REGISTRY[name] = Strategy(name, fn, summary, {**options, **common}, primary, needs_context, schedule, check)
         return fn
 
     return decorate
@@ -133,7 +140,8 @@ def _parse(spec: str) -> tuple[Strategy, dict]:
     parsed = parse_spec(spec)
     strategy = REGISTRY.get(parsed.name)
     if strategy is None:
-        raise FreezetuneError(f"unknown strategy {parsed.name!r}; known: {', '.join(sorted(REGISTRY))}")
+        raise FreezetuneError(f"unknown strategy {parsed.name!r}{did_you_mean(parsed.name, REGISTRY)}; known: "
+                              f"{', '.join(sorted(REGISTRY))} (`freezetune strategies` lists them)")
     raw = dict(parsed.options)
     if parsed.positional is not None:
         if strategy.primary is None:
@@ -145,9 +153,16 @@ def _parse(spec: str) -> tuple[Strategy, dict]:
     unknown = [k for k in raw if k not in strategy.options]
     if unknown:
         raise FreezetuneError(
-            f"strategy {parsed.name!r} has no option {unknown[0]!r}; options: {', '.join(strategy.options)}"
+            f"strategy {parsed.name!r} has no option {unknown[0]!r}{did_you_mean(unknown[0], strategy.options)}; "
+            f"options: {', '.join(strategy.options)}"
         )
     values = {k: convert(v, strategy.options[k].kind, option=k, spec=spec) for k, v in raw.items()}
+    for key, value in values.items():
+        names = strategy.options[key].choices
+        if names and value not in names:
+            raise FreezetuneError(
+                f"unknown {key} {value!r} in {spec!r}{did_you_mean(value, names)}; choose from {', '.join(names)}"
+            )
     return strategy, values
 
 
@@ -155,6 +170,20 @@ def check_spec(spec: str | Plan) -> None:
     """Fail fast on a bad spec, before any model is loaded (model-dependent checks come later)."""
     if not isinstance(spec, Plan):
         _parse(spec)
+
+
+def check_fits(spec: str | Plan, layers: LayerMap) -> None:
+    """Fail on a spec this model cannot take (a block out of range, a budget too small), before its
+    weights load: ``layers`` may map an empty model (built on the meta device from its config).
+    Static plans and schedules resolve in full; measuring strategies run their ``check``."""
+    if isinstance(spec, Plan):
+        spec.validate(layers)
+        return
+    strategy, values = _parse(spec)
+    if not strategy.needs_context:
+        resolve(spec, layers)
+    elif strategy.check is not None:
+        strategy.check(layers, **{k: v for k, v in values.items() if k not in COMMON})
 
 
 def needs_context(spec: str | Plan) -> bool:

@@ -81,7 +81,7 @@ class Lift:
     **STAGE_HELP,
     "blocks": "the blocks that take turns (default: all)",
     "seed": "seed of the random order",
-}, schedule=True)
+}, schedule=True, choices={"order": ORDERS})
 def lift(layers: LayerMap, order: str = "top_down", steps: int = 0, epochs: int = 1, blocks: BlockList = (),
          seed: int = 0) -> Lift:
     """LIFT (OpenReview u0INlprg3U): one block trains per phase, walking top-down; backprop stops below it."""
