@@ -63,16 +63,20 @@ def schedule_specs(key: str) -> dict[str, str]:
             f"autofreeze:interval={interval}:tolerance=0.1": "autofreeze"}
 
 
-def run(key: str, plans: dict[str, str], seeds: list[int], ood: Path) -> list[dict]:
+def run(key: str, spec: str, name: str, seeds: list[int], ood: Path) -> dict:
+    """One plan at one size, every seed; committed to bench/results/runs/ as soon as it is done."""
     base = protocol.base_spec(key)
     base = replace(base, data=replace(base.data, ood_set=[f"custrev={os.path.relpath(ood, protocol.ROOT)}"]))
-    rows = []
-    for spec, name in plans.items():  # one plan at a time, each committed as soon as it is done
-        row = run_sweep(Sweep(strategies=[spec], base=base, seeds=seeds, output=str(WORK / key),
-                              runs=str(protocol.STORE / key)))[0]
-        protocol.harvest(key)
-        rows.append({**row, "strategy": name, "protocol_spec": spec, "train_size": protocol.task(key)["rows"]})
-    return rows
+    row = run_sweep(Sweep(strategies=[spec], base=base, seeds=seeds, output=str(WORK / key),
+                          runs=str(protocol.STORE / key)))[0]
+    protocol.harvest(key)
+    return {**row, "strategy": name, "protocol_spec": spec, "train_size": protocol.task(key)["rows"]}
+
+
+def save(rows: list[dict]) -> None:
+    WORK.mkdir(parents=True, exist_ok=True)
+    settings = {"sizes": SIZES, "ood_set": "custrev", "machine": machine()}
+    (WORK / "results.json").write_text(json.dumps({"rows": rows, "sweep": settings}, indent=1, default=str) + "\n")
 
 
 def screenshot(report: Path, target: Path) -> None:
@@ -97,15 +101,16 @@ def main() -> int:
     logging.getLogger("freezetune").setLevel(logging.INFO)
     if not args.report_only:
         ood = custrev()
-        rows = []
         for key in SIZES:
             log.info("%s: %d runs moved to their current folders, %d restored", key, protocol.adopt(key),
                      protocol.restore(key))
-            plans = {**PLANS, **(schedule_specs(key) if key in SCHEDULE_SIZES else {})}
-            rows += run(key, plans, args.seeds, ood)
-        WORK.mkdir(parents=True, exist_ok=True)
-        (WORK / "results.json").write_text(json.dumps({"rows": rows, "sweep": {
-            "sizes": SIZES, "ood_set": "custrev", "machine": machine()}}, indent=1, default=str) + "\n")
+        # The plans users ask about at every size first, then the schedules: a cut-short run still has curves.
+        work = [(key, PLANS) for key in SIZES] + [(key, schedule_specs(key)) for key in SCHEDULE_SIZES]
+        rows: list[dict] = []
+        for key, plans in work:
+            for spec, name in plans.items():
+                rows.append(run(key, spec, name, args.seeds, ood))
+                save(rows)  # after every plan: --report-only works on whatever finished
     files = build_report(WORK)
     OUT.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(OUT / "plots", ignore_errors=True)
