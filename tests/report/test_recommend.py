@@ -80,7 +80,7 @@ def test_the_regime_says_where_freezing_wins_along_the_learning_curve():
 def test_a_criterion_nobody_measured_is_left_out():
     plans = [plan("full", [0.9]), plan("head_only", [0.8])]
     assert [c.key for c in criteria(comparison(plans))] == ["metric", "cost"]  # no retention, no OOD set
-    assert best(plans, Criterion("x", "x", lambda run: None, True, ".3f")) is None
+    assert best(plans, Criterion("x", "x", lambda run: None, True)) is None
 
 
 def test_perplexity_retention_counts_lower_as_better_kept():

@@ -12,6 +12,10 @@ from typing import Any
 from freezetune.core.errors import FreezetuneError
 
 CLASSIFICATION, CAUSAL_LM = "classification", "causal-lm"
+# Options that do not change what a run trains: a sweep's run hash leaves them out (adding an
+# evaluation set reuses finished runs) and --resume accepts them changed.
+NOT_TRAINING = frozenset({"progress", "report_to", "output", "overwrite", "extra_eval", "ood_set", "label_map",
+                          "cache_dir", "cache_ram_gb", "trust_remote_code", "min_class_count"})
 TASKS = (CLASSIFICATION, CAUSAL_LM)
 
 

@@ -35,8 +35,8 @@ class Interrupted(KeyboardInterrupt):
     def __str__(self) -> str:
         if self.run is None:
             return "interrupted"
-        if self.step is None:
-            return f"interrupted before training began; resume with: freezetune train --resume {self.run}"
+        if self.step is None:  # before training began, or after it ended (while testing or saving)
+            return f"interrupted; resume with: freezetune train --resume {self.run}"
         return f"interrupted at step {self.step}; resume with: freezetune train --resume {self.run}"
 
 

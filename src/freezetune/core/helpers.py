@@ -49,7 +49,7 @@ def model_inputs(batch: Mapping[str, Any], device: torch.device) -> dict[str, to
 def atomic_write(target: str | os.PathLike[str], write: Callable[[IO], None], *, binary: bool = False) -> Path:
     """Call ``write(handle)`` on a temporary file, then rename it over ``target``.
 
-    Every file freezetune writes goes through here. Readers see the old file or the new one,
+    Checkpoints, states, metrics, configs, reports and plots go through here. Readers see the old file or the new one,
     never half of one; a write that fails or is interrupted (a signal, a full disk) leaves the
     old file untouched. The temporary file lives in the target's folder, so the rename stays on
     one filesystem (atomic). A full disk is one clear error, not a traceback.

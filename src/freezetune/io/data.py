@@ -299,17 +299,15 @@ def load_classification_data(
         dropped["validation"] = 0  # its rows' drops are counted under "train"
     else:
         validation, dropped["validation"] = read(eval_path)
+        check_labels(validation[label_column], eval_path, training_labels=label_names)  # every row, not a sample
         validation = _subsample(validation, label_column, max_eval_rows, seed)
         source = "eval-data"
 
     splits = {"train": train, "validation": validation}
-    checked = {"validation": eval_path} if eval_path is not None else {}
     if test_path is not None:
         splits["test"], dropped["test"] = read(test_path)
-        checked["test"] = test_path
-    for split, path in checked.items():
-        check_labels(splits[split][label_column], path, training_labels=label_names)
-        splits[split] = splits[split].reset_index(drop=True)
+        check_labels(splits["test"][label_column], test_path, training_labels=label_names)
+    splits = {name: frame.reset_index(drop=True) for name, frame in splits.items()}
 
     built: dict[str, datasets.Dataset] = {}
     truncated: dict[str, int] = {}

@@ -35,13 +35,9 @@ class RunLock:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown"
+            error = _busy(self.folder, handle)
             handle.close()
-            raise FreezetuneError(
-                f"{self.folder} is being written by another freezetune process (PID {holder}); wait for it to "
-                "finish, stop it, or choose another --output"
-            ) from None
+            raise error from None
         handle.seek(0)
         handle.truncate()
         handle.write(f"{os.getpid()}\n")
@@ -56,6 +52,24 @@ class RunLock:
 
 
 def check_unlocked(folder: str | os.PathLike[str]) -> None:
-    """Fail now when another process writes ``folder``; take nothing."""
-    if (Path(folder) / LOCK_FILE).is_file():
-        RunLock(folder).acquire().release()
+    """Fail now when another process writes ``folder``; take nothing, write nothing.
+
+    A shared lock conflicts only with a writer's exclusive one, so the ranks of one
+    data-parallel run may all check at once without finding each other.
+    """
+    path = Path(folder) / LOCK_FILE
+    if fcntl is None or not path.is_file():
+        return
+    with open(path, encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise _busy(folder, handle) from None
+
+
+def _busy(folder, handle) -> FreezetuneError:
+    """The error naming the process that holds the lock (its PID is the file's content)."""
+    handle.seek(0)
+    holder = handle.read().strip() or "unknown"
+    return FreezetuneError(f"{folder} is being written by another freezetune process (PID {holder}); wait for it "
+                           "to finish, stop it, or choose another --output")

@@ -137,6 +137,20 @@ class RunDir:
         return f"RunDir({str(self.path)!r})"
 
 
+def read_metrics_log(folder: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The records of ``folder/metrics.jsonl`` (none when it is absent); a line cut off by a kill is skipped."""
+    path = Path(folder) / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
 def _check_parent(path: Path) -> None:
     """Fail now, not at the first write, when the folder could never be made."""
     ancestor = path.parent

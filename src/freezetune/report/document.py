@@ -1,4 +1,4 @@
-"""The report's content, once, as neutral blocks that html.py and markdown.py each render.
+"""The report's content, once, as neutral blocks that render.py writes as HTML and as Markdown.
 
 Order: what the numbers are (and a warning first when they come from validation), the
 recommendation, the table, the plots, then how each measuring plan chose.
@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from freezetune.measure.units import format_bytes, format_duration
+from freezetune.measure.units import format_bytes, format_count, format_duration
 from freezetune.report import plots
 from freezetune.report.load import Comparison, Plan
 from freezetune.report.recommend import best, compromise, criteria, ood_sets, regime, regime_sentence
@@ -60,7 +60,7 @@ def summary_table(comparison: Comparison) -> Block:
             plan.strategy, f"{plan.train_rows:,}", _pm(plan, metric(comparison.headline)),
             *[_pm(plan, eval_set(n, comparison.headline)) for n in [*names, *extra]],
             _pm(plan, retention), time_text(_cost(plan, "train_time_s")),
-            "-" if params is None else f"{round(params):,}", size_text(_cost(plan, "checkpoint_bytes")),
+            "-" if params is None else format_count(params), size_text(_cost(plan, "checkpoint_bytes")),
             size_text(_cost(plan, "peak_memory_bytes")), str(len(plan.runs)), plan.chosen or "",
         ])
     keep = [i for i, h in enumerate(headers) if i == 0 or any(row[i] not in ("-", "") for row in rows)]

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from freezetune.core.errors import FreezetuneError
+from freezetune.io.rundir import read_metrics_log
 
 
 @dataclass
@@ -32,16 +33,7 @@ class Run:
 
     def curve(self) -> list[dict[str, Any]]:
         """The run's metrics.jsonl records (training steps and evaluations)."""
-        path = self.folder / "metrics.jsonl"
-        if not path.is_file():
-            return []
-        records = []
-        for line in path.read_text().splitlines():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:  # a line cut off by a kill
-                continue
-        return records
+        return read_metrics_log(self.folder)
 
 
 @dataclass
@@ -55,7 +47,8 @@ class Plan:
 
     @property
     def train_rows(self) -> int:
-        return self.runs[0].train_rows if self.runs else 0
+        """Training rows of its runs (a run restored from a bare summary lacks them: the size asked for)."""
+        return max((r.train_rows for r in self.runs), default=0) or self.train_size or 0
 
     @property
     def chosen(self) -> str | None:
@@ -98,7 +91,8 @@ def load_comparison(folder: str | Path) -> Comparison:
     rows = saved.get("rows") or []
     if not rows:
         raise FreezetuneError(f"{results} lists no plans; run the comparison again")
-    plans = [Plan(r["strategy"], r.get("train_size"), r, [_load_run(Path(f)) for f in r.get("run_folders", [])])
+    plans = [Plan(r["strategy"], r.get("train_size"), r,
+                  [run for f in r.get("run_folders", []) if (run := _load_run(Path(f))) is not None])
              for r in rows]
     plans = [p for p in plans if p.runs]
     if not plans:
@@ -109,14 +103,16 @@ def load_comparison(folder: str | Path) -> Comparison:
                       settings=saved.get("sweep", {}))
 
 
-def _load_run(folder: Path) -> Run:
-    metrics_file = folder / "metrics.json"
-    if not metrics_file.is_file():
-        raise FreezetuneError(f"{folder} has no metrics.json: the run did not finish; run the comparison again")
-    metrics = json.loads(metrics_file.read_text())
-    config_file = folder / "config.yaml"
-    config = yaml.safe_load(config_file.read_text()) if config_file.is_file() else {}
-    reported = metrics["test"] if metrics.get("reported_split") == "test" else metrics["validation"]
-    return Run(strategy=metrics["summary"]["strategy"], seed=int(config.get("seed", 0)), folder=folder,
+def _load_run(folder: Path) -> Run | None:
+    """A finished run; None when it is gone or did not finish (the report leaves it out)."""
+    try:
+        metrics = json.loads((folder / "metrics.json").read_text())
+        config_file = folder / "config.yaml"
+        config = (yaml.safe_load(config_file.read_text()) if config_file.is_file() else None) or {}
+        reported = metrics["test"] if metrics.get("reported_split") == "test" else metrics["validation"]
+        strategy = metrics["summary"]["strategy"]
+    except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError):
+        return None
+    return Run(strategy=strategy, seed=int(config.get("seed", 0)), folder=folder,
                train_rows=int(metrics.get("data", {}).get("train_rows", 0)), reported=reported,
                costs=metrics.get("costs", {}), summary=metrics["summary"], eval_sets=metrics.get("eval_sets") or {})

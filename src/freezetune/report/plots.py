@@ -8,24 +8,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from freezetune.core.helpers import atomic_write
+from freezetune.core.figures import new_figure, save_png
 from freezetune.report.load import Comparison, Plan
 from freezetune.report.recommend import criteria, ood_sets, pareto_front
 from freezetune.report.stats import eval_set, higher_is_better, measure, metric, retention, train_time
+from freezetune.runs.score import plot_scores
+from freezetune.scoring.result import LayerScores
 
 
 def _figure(width: float = 7.0, height: float = 4.5, columns: int = 1):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(width, height))
-    FigureCanvasAgg(figure)
+    figure = new_figure(width, height)
     return figure, figure.subplots(1, columns)
 
 
 def _save(figure, path: Path) -> Path:
-    figure.tight_layout()
-    return atomic_write(path, lambda handle: figure.savefig(handle, format="png", dpi=100), binary=True)
+    return save_png(figure, path)
 
 
 def _metric_axis(axes, comparison: Comparison, which: str = "y", label: str | None = None) -> None:
@@ -151,21 +148,10 @@ def in_vs_out_of_domain(comparison: Comparison, path: Path) -> Path | None:
 
 
 def block_scores(scores: list[tuple[str, dict]], path: Path) -> Path | None:
-    """Per-block scores of each scorer that ran (from the runs' scores.json), side by side."""
+    """Per-block scores of each measuring plan (its runs' scores.json), drawn as `freezetune score` draws them."""
     if not scores:
         return None
-    figure, axes = _figure()
-    width = 0.8 / len(scores)
-    for i, (label, data) in enumerate(scores):
-        values = data.get("scores", [])
-        axes.bar([b + (i - (len(scores) - 1) / 2) * width for b in range(len(values))], values, width=width,
-                 label=f"{label}: {data.get('scorer', '?')}")
-    axes.set_xlabel("block (0 at the input)")
-    axes.set_ylabel("score (higher = more worth training)")
-    axes.set_title("per-block scores that chose the plan")
-    axes.grid(alpha=0.3, axis="y")
-    axes.legend(fontsize=8, loc="best")
-    return _save(figure, path)
+    return plot_scores([LayerScores.from_dict(data) for _, data in scores], path)
 
 
 def training_curves(comparison: Comparison, path: Path) -> Path | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from freezetune.measure.units import format_duration
 from freezetune.report.load import Comparison, Plan, Run
 from freezetune.report.stats import (
     Margin,
@@ -29,12 +30,11 @@ from freezetune.report.stats import (
 
 @dataclass
 class Criterion:
-    key: str  # accuracy | retention | cost | ood
+    key: str  # metric | retention | cost | ood
     title: str
     read: Callable[[Run], float | None]
     larger_is_better: bool
-    fmt: str
-    unit: str = ""
+    show: Callable[[float], str] = "{:.3f}".format
 
 
 @dataclass
@@ -48,28 +48,28 @@ class Pick:
 
     def sentence(self) -> str:
         c = self.criterion
-        text = f"**{c.title}: {self.plan.strategy}** ({self.value.mean:{c.fmt}}{c.unit} ± {self.value.std:{c.fmt}})"
+        text = f"**{c.title}: {self.plan.strategy}** ({c.show(self.value.mean)} ± {c.show(self.value.std)})"
         if self.runner_up is None or self.margin is None:
             return text + "; the only plan measured"
-        return (f"{text}; runner-up {self.runner_up.strategy} ({self.runner_value.mean:{c.fmt}}{c.unit}): "
-                f"{self.margin.describe(c.fmt)}")
+        return (f"{text}; runner-up {self.runner_up.strategy} ({c.show(self.runner_value.mean)}): "
+                f"{self.margin.describe(c.show)}")
 
 
 def criteria(comparison: Comparison) -> list[Criterion]:
     headline = comparison.headline
     found = [Criterion("metric", f"best {headline.replace('_', ' ')}", metric(headline),
-                       higher_is_better(headline), ".3f")]
+                       higher_is_better(headline))]
     references = {r.summary.get("retention_reference") for p in comparison.plans for r in p.runs
                   if retention(r) is not None}
     if references:  # perplexity on reference text: lower after fine-tuning is better kept
         found.append(Criterion("retention", "best retention of pretrained skill", retention,
-                               references != {"ppl"}, ".3f"))
-    found.append(Criterion("cost", "cheapest (training time)", train_time, False, ".1f", " s"))
+                               references != {"ppl"}))
+    found.append(Criterion("cost", "cheapest (training time)", train_time, False, format_duration))
     ood = ood_sets(comparison)
     if ood:
         name = ood[0]
         found.append(Criterion("ood", f"best out-of-domain {headline.replace('_', ' ')} ({name})",
-                               eval_set(name, headline), higher_is_better(headline), ".3f"))
+                               eval_set(name, headline), higher_is_better(headline)))
     return found
 
 

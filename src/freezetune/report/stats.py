@@ -80,11 +80,11 @@ class Margin:
     def within_noise(self) -> bool | None:
         return None if self.spread is None else abs(self.value) <= self.spread
 
-    def describe(self, fmt: str = ".3f") -> str:
+    def describe(self, show: Callable[[float], str] = "{:.3f}".format) -> str:
         if self.spread is None:
-            return f"ahead by {self.value:{fmt}} (one seed: noise unknown)"
+            return f"ahead by {show(self.value)} (one seed: noise unknown)"
         verdict = "within seed noise" if self.within_noise else "beyond seed noise"
-        return f"ahead by {self.value:{fmt}}, {verdict} (paired seed spread {self.spread:{fmt}})"
+        return f"ahead by {show(self.value)}, {verdict} (paired seed spread {show(self.spread)})"
 
 
 def margin(leader: Measure, runner_up: Measure, larger_is_better: bool = True) -> Margin:

@@ -8,10 +8,11 @@ drawn only when the task has no other metric.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
+from freezetune.core.figures import new_figure, save_png
+from freezetune.io.rundir import read_metrics_log
 from freezetune.measure.metrics import scalar_metrics
 
 FILE = "curves.png"
@@ -21,24 +22,17 @@ _LOSS_LIKE = ("loss", "perplexity")
 def write_curves(run_folder: Path) -> Path | None:
     """Draw RUN/curves.png from RUN/metrics.jsonl and return its path; None when there is nothing to plot."""
     run_folder = Path(run_folder)
-    records = _records(run_folder / "metrics.jsonl")
+    records = read_metrics_log(run_folder)
     train = [r for r in records if r.get("kind") == "train" and "loss" in r]
     evals = [r for r in records if r.get("kind") == "eval"]
     if not train and not evals:
         return None
-    figure = curves_figure(train, evals)
-    path = run_folder / FILE
-    figure.savefig(path, format="png", dpi=100)
-    return path
+    return save_png(curves_figure(train, evals), run_folder / FILE)
 
 
 def curves_figure(train: list[dict[str, Any]], evals: list[dict[str, Any]]):
     """The two-panel figure of ``train`` (step records) and ``evals`` (evaluation records)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure  # no pyplot: no global backend state
-
-    figure = Figure(figsize=(7.0, 6.0))
-    FigureCanvasAgg(figure)
+    figure = new_figure(7.0, 6.0)
     loss_axes, metric_axes = figure.subplots(2, 1, sharex=True)
     if train:
         loss_axes.plot([r["step"] for r in train], [r["loss"] for r in train], label="training loss (batch)",
@@ -65,15 +59,3 @@ def curves_figure(train: list[dict[str, Any]], evals: list[dict[str, Any]]):
         metric_axes.text(0.5, 0.5, "no evaluation", ha="center", va="center", transform=metric_axes.transAxes)
     figure.tight_layout()
     return figure
-
-
-def _records(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # a line cut off by an interruption
-    return records

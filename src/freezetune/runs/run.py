@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from freezetune.core.config import CAUSAL_LM, DataConfig, ModelConfig, TrainConfig
+from freezetune.core.config import CAUSAL_LM, NOT_TRAINING, DataConfig, ModelConfig, TrainConfig
 from freezetune.core.errors import FreezetuneError, Interrupted
 from freezetune.core.layout import LayerMap
 from freezetune.core.model import POOLINGS, load_tokenizer
@@ -33,7 +33,7 @@ from freezetune.runs.listeners import listeners
 from freezetune.runs.loading import check_eval_sets, check_metric, load_data, load_model, make_task, seed_everything
 from freezetune.runs.paths import absolute_paths
 from freezetune.runs.preflight import check_before_loading
-from freezetune.runs.tensorboard_log import check_report_to
+from freezetune.runs.tensorboard_log import TensorBoardLogger, check_report_to
 from freezetune.scoring.resolve import Resolution, resolve_strategy
 from freezetune.scoring.sample import sample_batches
 from freezetune.strategies.registry import check_spec, needs_context
@@ -142,10 +142,6 @@ class RunCaches:
     retention_before: dict[tuple, float] = field(default_factory=dict)
 
 
-# Settings that may differ between an interrupted run and its resumption (evaluation sets are scored after training).
-RESUME_IGNORES = {"progress", "report_to", "output", "overwrite", "extra_eval", "ood_set", "label_map"}
-
-
 class Retention:
     """Measures the pretrained skill before training (once per base) and after it."""
 
@@ -222,6 +218,10 @@ def run_training(
     else:
         run_dir = RunDir.create(spec.output, overwrite=spec.overwrite) if spec.output else None
     place = ranks()  # launched data-parallel: every rank checks the folder, rank 0 alone writes it
+    if place.world > 1 and needs_context(spec.strategy):
+        raise FreezetuneError(f"--strategy {spec.strategy} measures the data before training, and {place.world} "
+                              "processes could each choose another plan: run it in one process (or `freezetune "
+                              "score`), then launch the plan it chose (e.g. --strategy layers:4,5)")
     place.barrier()  # no rank checks the folder after rank 0 started writing it
     if not place.is_main:
         run_dir = None
@@ -279,7 +279,12 @@ def _train(spec: RunSpec, run_dir: RunDir | None, saved_state: dict[str, Any] | 
     if run_dir and not resume:
         # Written once the inputs proved good and before training, so an interrupted run can resume.
         run_dir.write_yaml("config.yaml", spec.flat())
-    fit = tuner.fit(data.train, data.validation, resume=saved_state)
+    try:
+        fit = tuner.fit(data.train, data.validation, resume=saved_state)
+    finally:  # a NaN stop or a signal skips on_fit_end
+        for callback in tuner.callbacks:
+            if isinstance(callback, TensorBoardLogger):
+                callback.close()
     if resolution.selections:
         scoring_s = resolution.scoring_s
         fit.costs["scoring_s"] = scoring_s
@@ -325,7 +330,7 @@ def _train(spec: RunSpec, run_dir: RunDir | None, saved_state: dict[str, Any] | 
 
 
 def _resume_key(spec: RunSpec) -> dict[str, Any]:
-    return {k: v for k, v in spec.flat().items() if k not in RESUME_IGNORES}
+    return {k: v for k, v in spec.flat().items() if k not in NOT_TRAINING}
 
 
 def _resumable(spec: RunSpec) -> tuple[RunDir, dict[str, Any] | None]:
@@ -343,7 +348,7 @@ def _resumable(spec: RunSpec) -> tuple[RunDir, dict[str, Any] | None]:
     saved_config = yaml.safe_load(config.read_text()) or {}
     saved_config = absolute_paths(saved_config)  # older runs saved relative paths
     current = _resume_key(spec)
-    changed = changed_settings({k: v for k, v in saved_config.items() if k not in RESUME_IGNORES}, current, set())
+    changed = changed_settings({k: v for k, v in saved_config.items() if k not in NOT_TRAINING}, current, set())
     if changed:
         raise FreezetuneError(
             f"cannot resume {folder} with changed settings ({'; '.join(changed[:3])}); "

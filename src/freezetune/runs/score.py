@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from freezetune.core.errors import FreezetuneError
+from freezetune.core.figures import new_figure, save_png
 from freezetune.core.model import load_tokenizer
 from freezetune.measure.units import format_duration
 from freezetune.runs.loading import load_data, load_model, make_task
@@ -52,13 +53,9 @@ def score_training_data(spec: RunSpec, scorers: list[str], *, samples: int, seed
 
 def plot_scores(results: list[LayerScores], path: str | Path) -> Path:
     """One PNG comparing the scorers side by side: a panel per scorer, blocks on x, scores as bars."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure  # no pyplot: no global backend state
-
     columns = min(3, len(results))
     rows = math.ceil(len(results) / columns)
-    figure = Figure(figsize=(3.6 * columns + 0.6, 2.8 * rows + 0.6))
-    FigureCanvasAgg(figure)
+    figure = new_figure(3.6 * columns + 0.6, 2.8 * rows + 0.6)
     axes = figure.subplots(rows, columns, squeeze=False).ravel()
     for panel, result in zip(axes, results):
         blocks = list(range(result.num_blocks))
@@ -70,7 +67,4 @@ def plot_scores(results: list[LayerScores], path: str | Path) -> Path:
     for panel in axes[len(results):]:
         panel.set_visible(False)
     figure.suptitle("per-block scores: higher = more worth training")
-    figure.tight_layout()
-    path = Path(path)
-    figure.savefig(path, format="png", dpi=100)
-    return path
+    return save_png(figure, path)

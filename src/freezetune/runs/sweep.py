@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from freezetune.core.config import NOT_TRAINING
 from freezetune.core.errors import FreezetuneError
 from freezetune.core.layout import LayerMap
 from freezetune.core.model import load_tokenizer
@@ -48,9 +49,6 @@ log = logging.getLogger("freezetune")
 
 AUTO_GRID = (1 / 3, 1.0, 3.0)
 _DEFAULTS = RunSpec()  # an option at its default value stays out of a run's hash
-# Settings that do not change a run's training, left out of its hash: adding an evaluation set reuses the runs.
-_NOT_HASHED = {"progress", "output", "overwrite", "extra_eval", "ood_set", "label_map", "cache_dir", "report_to",
-               "trust_remote_code", "min_class_count"}
 
 
 @dataclass
@@ -86,7 +84,7 @@ def run_hash(spec: RunSpec) -> str:
     """
     defaults = _DEFAULTS.flat()
     flat = {k: v for k, v in spec.flat().items()
-            if k not in _NOT_HASHED and (k == "strategy" or k not in defaults or v != defaults[k])}
+            if k not in NOT_TRAINING and (k == "strategy" or k not in defaults or v != defaults[k])}
     flat.update({k: _relative(flat[k]) for k in PATH_OPTIONS if flat.get(k)})
     return hashlib.sha256(json.dumps(flat, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
@@ -215,7 +213,7 @@ def _finished(folder: Path) -> dict[str, Any] | None:
     try:
         saved = json.loads(metrics.read_text())
     except json.JSONDecodeError:
-        return None  # a run cut off while writing: train it again
+        return None  # unreadable (written by hand, or by a much older version): train it again
     metric = saved["summary"].get("monitored", "accuracy")  # runs saved before the key existed monitored accuracy
     return {**saved["summary"], "monitored": metric, "validation_score": saved["validation"][metric]}
 

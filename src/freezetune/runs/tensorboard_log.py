@@ -48,4 +48,10 @@ class TensorBoardLogger(Callback):
             self.writer.add_scalar(f"eval/{key}", value, metrics["step"])
 
     def on_fit_end(self, tuner, result) -> None:
-        self.writer.close()
+        self.close()
+
+    def close(self) -> None:
+        """Also called when the fit stops on an error or a signal: no writer thread outlives its run."""
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None

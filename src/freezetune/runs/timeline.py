@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from freezetune.core.helpers import atomic_write
+from freezetune.core.figures import new_figure, save_png
 from freezetune.training.callbacks import Callback
 
 
@@ -39,11 +39,7 @@ class Timeline(Callback):
             self.draw(result.costs["steps"])
 
     def draw(self, total_steps: int) -> Path:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure  # no pyplot: no global backend state
-
-        figure = Figure(figsize=(7.0, 0.9 + 0.28 * len(self.units)))
-        FigureCanvasAgg(figure)
+        figure = new_figure(7.0, 0.9 + 0.28 * len(self.units))
         axes = figure.subplots()
         ends = [start for start, _ in self.changes[1:]] + [max(total_steps, self.changes[-1][0] + 1)]
         for (start, shares), end in zip(self.changes, ends):
@@ -54,6 +50,5 @@ class Timeline(Callback):
         axes.set_yticks(range(len(self.units)), [u.replace("block.", "block ") for u in self.units])
         axes.set(xlabel="optimizer step", title="what trained when (shade: share of the unit's parameters)",
                  xlim=(0, ends[-1]), ylim=(-0.6, len(self.units) - 0.4))
-        figure.tight_layout()
-        return atomic_write(self.path, lambda handle: figure.savefig(handle, format="png", dpi=100), binary=True)
+        return save_png(figure, self.path)
 

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from freezetune.core.helpers import atomic_write
+from freezetune.core.figures import new_figure, save_png
 from freezetune.measure.units import format_duration
 
 
@@ -56,12 +56,8 @@ class LayerScores:
 
     def plot(self, path: str | Path) -> Path:
         """A PNG: scores per block as bars, and the boundary trace (factual and virtual) below."""
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure  # no pyplot: no global backend state
-
         rows = 2 if self.boundary_trace is not None else 1
-        figure = Figure(figsize=(6.4, 2.6 * rows + 0.4))
-        FigureCanvasAgg(figure)
+        figure = new_figure(6.4, 2.6 * rows + 0.4)
         axes = figure.subplots(rows, 1, squeeze=False)[:, 0]
         blocks = list(range(self.num_blocks))
         colours = ["tab:blue" if s >= 0 else "tab:red" for s in self.scores]
@@ -77,5 +73,4 @@ class LayerScores:
                 axes[1].legend()
             axes[1].set(xlabel="boundary l (0 = embeddings output)", ylabel=self.trace_name or "trace")
             axes[1].set_xticks(bounds)
-        figure.tight_layout()
-        return atomic_write(path, lambda handle: figure.savefig(handle, format="png", dpi=100), binary=True)
+        return save_png(figure, path)

@@ -39,25 +39,30 @@ def cache_off_reason(tuner: Finetuner, train, epochs: int) -> str | None:
     return None
 
 
-def cache_source(tuner: Finetuner, data, *, train: bool):
-    """The loader a cache of ``data`` is built from, every example's length, and the shard it holds.
+def cache_shard(tuner: Finetuner, *, train: bool) -> str:
+    """Which examples a cache of the data holds: "" (all), or this rank's "rank/world".
 
     Under data parallelism a rank trains on its own examples only (distributed.py), so the training
-    data's cache holds those: the others get length 0 and take no room. Evaluation runs whole on
-    every rank, so its cache does too.
+    data's cache holds those. Evaluation runs whole on every rank, so its cache does too.
+    """
+    return f"{tuner.ranks.rank}/{tuner.ranks.world}" if train and tuner.ranks.world > 1 else ""
+
+
+def cache_source(tuner: Finetuner, data, shard: str):
+    """The loader a cache of ``data`` is built from and every example's length (0 outside the shard).
+
+    Built only when a cache is missing: it reads every example's length.
     """
     indexed = data.add_column("index", list(range(len(data))))
     lengths = [len(ids) for ids in data["input_ids"]]
-    shard = ""
-    if train and tuner.ranks.world > 1:
+    if shard:
         owned = tuner.ranks.owned(len(data))
         indexed = indexed.select(owned)
         kept = set(owned)
         lengths = [n if i in kept else 0 for i, n in enumerate(lengths)]
-        shard = f"{tuner.ranks.rank}/{tuner.ranks.world}"
     loader = make_loader(indexed, batch_size=tuner.config.eval_batch_size, shuffle=False, seed=0,
                          pad_token_id=tuner.pad_token_id)
-    return loader, lengths, shard
+    return loader, lengths
 
 
 def prepare_caches(tuner: Finetuner, store: CacheStore, train, eval, epochs: int) -> tuple[dict[int, PrefixCache], str]:
@@ -75,11 +80,12 @@ def prepare_caches(tuner: Finetuner, store: CacheStore, train, eval, epochs: int
     reused = 0
     started = time.perf_counter()
     for data in datasets:
-        loader, lengths, shard = cache_source(tuner, data, train=data is train)
+        shard = cache_shard(tuner, train=data is train)
         key = CacheKey(prefix, depth, data_fingerprint(data), tuner.tokenizer_name, cfg.cache_dtype, shard)
         cache = store.get(key)
         if cache is None:
             log.info("building the frozen-prefix cache: blocks 0..%d on %d rows ...", depth - 1, len(data))
+            loader, lengths = cache_source(tuner, data, shard)
             in_ram = sum(c.ram_bytes for c in caches.values())  # the training data's cache comes first
             cache = build_cache(tuner.layers, depth, loader, lengths, key, device=tuner.device, dtype=cfg.cache_dtype,
                                 ram_limit_bytes=max(0, limit - in_ram), autocast_dtype=tuner.autocast_dtype,

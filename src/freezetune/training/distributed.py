@@ -76,6 +76,17 @@ class Ranks:
             for grad, part in zip(bucket, flat.split([g.numel() for g in bucket])):
                 grad.copy_(part.view_as(grad))
 
+    def largest(self, value: float) -> float:
+        """The largest of every rank's ``value``: a decision (stop on NaN, stop on a signal) all ranks share.
+
+        A rank that stopped alone would leave the others waiting in their next all-reduce.
+        """
+        if self.world == 1:
+            return value
+        shared = torch.tensor([float(value)])
+        dist.all_reduce(shared, op=dist.ReduceOp.MAX)
+        return float(shared)
+
     def broadcast(self, model: nn.Module) -> None:
         """Rank 0's parameters and buffers on every rank, so all start from the same weights."""
         if self.world == 1:

@@ -104,11 +104,15 @@ class Loop:
         return False
 
     def check_finite(self, loss: torch.Tensor) -> None:
-        """Stop before a NaN or inf loss updates the weights; the last saved state stays good."""
+        """Stop before a NaN or inf loss updates the weights; the last saved state stays good.
+
+        Under data parallelism every rank stops when one rank's loss is not finite.
+        """
         value = float(loss)
-        if not math.isfinite(value):
+        if self.tuner.ranks.largest(0.0 if math.isfinite(value) else 1.0):
+            shown = value if not math.isfinite(value) else "not finite on another process"
             raise FreezetuneError(
-                f"the loss is {value} at step {self.state.step + 1}: training diverged; lower --lr, set "
+                f"the loss is {shown} at step {self.state.step + 1}: training diverged; lower --lr, set "
                 "--max-grad-norm 1.0, or check the data for broken rows (nothing was saved after the last good step)"
             )
 
@@ -129,11 +133,12 @@ class Loop:
             if self.evaluate():
                 return True
             tuner.set_modes(True)
-        interrupted = self.interrupt is not None and self.interrupt.signum is not None  # SIGINT/SIGTERM
-        if interrupted or (cfg.save_every and state.step % cfg.save_every == 0):
+        # SIGINT/SIGTERM on any rank stops every rank after the same step
+        signum = int(tuner.ranks.largest((self.interrupt.signum or 0) if self.interrupt is not None else 0))
+        if signum or (cfg.save_every and state.step % cfg.save_every == 0):
             self.save()  # after this step's evaluation, so a resume never skips it
-        if interrupted:
-            raise Interrupted(self.interrupt.signum, state.step)
+        if signum:
+            raise Interrupted(signum, state.step)
         return False
 
     def optimizer_step(self, step: int) -> None:

@@ -296,7 +296,8 @@ class CacheStore:
 
     def put(self, cache: PrefixCache, *, limit_bytes: int) -> None:
         self._caches[cache.key.digest()] = cache
-        while sum(c.bytes for c in self._caches.values()) > limit_bytes and len(self._caches) > 1:
+        # RAM is what the cap limits: a cache's disk part costs none of it
+        while sum(c.ram_bytes for c in self._caches.values()) > limit_bytes and len(self._caches) > 1:
             del self._caches[next(iter(self._caches))]
 
     def clear(self) -> None:

@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from freezetune.training.cache_setup import cache_source
+from freezetune.training.cache_setup import cache_shard, cache_source
 from freezetune.training.prefix_cache import (
     CacheKey,
     PrefixCache,
@@ -143,7 +143,8 @@ def _build(tuner: Finetuner, caches: ScheduleCaches, depths: list[int], source: 
     cfg = tuner.config
     limit = int(cfg.cache_ram_gb * 2**30)
     for key, data in caches.datasets.items():
-        loader, lengths, shard = cache_source(tuner, data, train=key == caches.train_id)
+        shard = cache_shard(tuner, train=key == caches.train_id)
+        loader, lengths = cache_source(tuner, data, shard)
         keys = {d: CacheKey(prefix_fingerprint(tuner.layers, d), d, data_fingerprint(data), tuner.tokenizer_name,
                             cfg.cache_dtype, shard) for d in depths}
         per_depth = caches.by_depth.setdefault(key, {})
