@@ -8,7 +8,9 @@ process group (nccl on GPUs, one GPU per process; gloo on CPUs). Without them, o
 What each rank does: every rank draws the same global batches (``--batch-size`` per rank times
 the number of ranks, in the single-process order) and keeps the examples it owns, those whose
 position ``i`` has ``i % world == rank``. A rank's loss is weighted by its share of the global
-batch, so the averaged gradient equals the single-process gradient of the whole batch. Fixed
+batch, so the averaged gradient equals the single-process gradient of the whole batch when the
+loss is a mean over examples (classification); a causal LM's loss is a mean over target tokens, so
+there it is close, not equal. Fixed
 ownership is what lets each rank cache the frozen prefix of its own examples only.
 
 Why not ``Accelerator.prepare``: a DDP-wrapped model registers its trainable parameters once,
