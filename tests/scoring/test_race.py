@@ -92,7 +92,7 @@ def test_race_retention_floor_rejects_finalists_predicted_to_forget():
     ("auto:method=race:eta=1", {}, "eta must be at least 2"),
     ("auto:method=race:rates=1+x", {}, "rates are factors"),
     ("auto:method=race:retention=0.9", {}, "needs a retention measure"),
-    ("auto:method=bogus", {}, "unknown auto method"),
+    ("auto:method=bogus", {}, "unknown method .bogus. in .auto:method=bogus.; choose from score, race"),
     ("auto:retention=1.5", {}, "in \\(0, 1\\]"),
     ("auto:method=score:retention=0.9", {}, "add method=race"),
     ("auto:method=race:budget=0.0001", {}, "smaller than one block"),

@@ -116,7 +116,7 @@ def test_autofreeze_freezes_the_settled_prefix_from_measured_gradients():
 
 
 @pytest.mark.parametrize("spec, message", [
-    ("lift:order=sideways", "unknown lift order"),
+    ("lift:order=sideways", "unknown order .sideways. in .lift:order=sideways.; choose from top_down, bottom_up"),
     ("lift:blocks=9", "block 9 is out of range"),
     ("lift:epochs=0", "epochs >= 1"),
     ("lisa:9", "1 <= gamma <= 4"),
