@@ -5,7 +5,7 @@ largest training size, with its margin over the runner-up and whether that margi
 seed noise (stats.py). The Pareto compromise is the plan, among those no other plan beats on
 every criterion at once, whose *worst* criterion is best after scaling each criterion to 0..1
 across plans (so it gives up least anywhere). The regime comes from the learning curves:
-at each training size, does the best plan that freezes something beat full fine-tuning?
+at each training size, does the best fixed plan that freezes something beat full fine-tuning?
 """
 
 from __future__ import annotations
@@ -145,8 +145,9 @@ def regime(comparison: Comparison) -> list[RegimePoint]:
     for rows in comparison.sizes:
         plans = comparison.at(rows)
         full = next((p for p in plans if p.strategy == "full"), None)
+        # fixed freezing plans: not full, not LoRA, not a measuring plan (auto may choose every block)
         frozen = [(p, m) for p in plans if p.strategy != "full" and not p.strategy.startswith("lora")
-                  and (m := measure(p, metric(headline))) is not None]
+                  and not p.chosen and (m := measure(p, metric(headline))) is not None]
         full_value = measure(full, metric(headline)) if full else None
         if full_value is None or not frozen:
             continue
