@@ -75,8 +75,9 @@ def build_document(comparison: Comparison, plot_dir: Path) -> list[Block]:
                                          "validation split also picked each run's best epoch (and rate), so they "
                                          "are optimistic. Pass --test-data for unbiased numbers."))
     largest = comparison.sizes[-1]
-    seeds = max(len(p.runs) for p in comparison.plans)
-    blocks.append(Block("paragraph", f"{len({p.strategy for p in comparison.plans})} plans, {seeds} seed(s) each, "
+    counts = sorted({len(p.runs) for p in comparison.plans})
+    seeds = f"{counts[0]} seed{'s' * (counts[0] > 1)} each" if len(counts) == 1 else f"{counts[0]}-{counts[-1]} seeds"
+    blocks.append(Block("paragraph", f"{len({p.strategy for p in comparison.plans})} plans, {seeds}, "
                                      f"task {comparison.task}, reported metric: {comparison.split} {headline}; "
                                      f"training sizes: {', '.join(f'{n:,}' for n in comparison.sizes)} rows. "
                                      f"Means ± standard deviation over seeds."))

@@ -165,7 +165,8 @@ def regime_sentence(points: list[RegimePoint]) -> str:
         noise = point.margin.within_noise
         verdict = ("a tie within seed noise" if noise else
                    f"freezing ({point.frozen.strategy}) wins" if wins else "full fine-tuning wins")
-        parts.append(f"{point.train_rows:,} rows: {verdict} ({point.margin.value:+.3f})")
+        unknown = "; one seed: noise unknown" if noise is None else ""
+        parts.append(f"{point.train_rows:,} rows: {verdict} ({point.margin.value:+.3f}{unknown})")
     last = points[-1]
     if last.margin.within_noise:
         where = ("At your data's full size freezing and full fine-tuning are within seed noise of each other, so "
