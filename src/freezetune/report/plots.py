@@ -37,7 +37,8 @@ def _metric_axis(axes, comparison: Comparison, which: str = "y", label: str | No
 
 def _colors(plans: list[Plan]) -> dict[str, str]:
     palette = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink",
-               "tab:gray", "tab:olive", "tab:cyan"]
+               "tab:gray", "tab:olive", "tab:cyan", "black", "gold", "navy", "lime", "teal", "maroon", "magenta",
+               "darkkhaki", "slateblue", "coral"]  # 20 plans before a colour repeats
     strategies = list(dict.fromkeys(p.strategy for p in plans))
     return {s: palette[i % len(palette)] for i, s in enumerate(strategies)}
 
