@@ -259,6 +259,12 @@ def sweep(key: str, plans: list[str], seeds: list[int], lr: float | None = None)
     return committed(key)
 
 
+def log_progress() -> None:
+    """freezetune's progress lines, timestamped, as every benchmark that trains shows them."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("freezetune").setLevel(logging.INFO)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", nargs="+", default=PROTOCOL["order"], choices=list(PROTOCOL["tasks"]))
@@ -268,8 +274,7 @@ def main() -> int:
     if not SHARED.is_dir():
         print(f"skipped: {SHARED} is absent", file=sys.stderr)
         return 0
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    logging.getLogger("freezetune").setLevel(logging.INFO)
+    log_progress()
     for key in args.tasks:
         runs = sweep(key, args.plans, args.seeds)
         log.info("%s: %d runs committed under bench/results/runs/%s", key, len(runs), key)

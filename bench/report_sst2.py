@@ -100,8 +100,7 @@ def main() -> int:
     if not CUSTREV.is_file():
         print(f"skipped: {CUSTREV} is absent", file=sys.stderr)
         return 0
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    logging.getLogger("freezetune").setLevel(logging.INFO)
+    protocol.log_progress()
     if not args.report_only:
         ood = custrev()
         for key in SIZES:

@@ -19,14 +19,10 @@ from freezetune.core.plan import Plan
 from freezetune.io.checkpoint import load_checkpoint
 from freezetune.io.data import EvalSet
 from freezetune.io.rundir import RunDir
+from freezetune.runs.paths import absolute
 from freezetune.training.finetuner import Finetuner
 
 log = logging.getLogger("freezetune")
-
-
-def _where(path: str) -> str:
-    """A set's file as recorded: absolute, so a sweep run from another folder still recognises it."""
-    return str(Path(path).resolve())
 
 
 def score_eval_sets(tuner: Finetuner, sets: dict[str, EvalSet], run_dir: RunDir | None,
@@ -36,7 +32,7 @@ def score_eval_sets(tuner: Finetuner, sets: dict[str, EvalSet], run_dir: RunDir 
     scores = {}
     for name, eval_set in sets.items():
         metrics = tuner.evaluate(eval_set.dataset)
-        scores[name] = {"kind": eval_set.kind, "rows": len(eval_set.dataset), "path": _where(eval_set.path),
+        scores[name] = {"kind": eval_set.kind, "rows": len(eval_set.dataset), "path": absolute(str(eval_set.path)),
                         "truncated": eval_set.truncated, "dropped": eval_set.dropped, **metrics}
         headline = getattr(tuner.task, "summary_metrics", ("loss",))[0]
         log.info("%s set %s (%d rows): %s %.4f", eval_set.kind, name, len(eval_set.dataset), headline,
@@ -60,7 +56,7 @@ def complete_finished(folder: Path, summary: dict[str, Any], sets: dict[str, Eva
         return {**summary, "eval_sets": {}}
     saved = json.loads((folder / "metrics.json").read_text())
     scored = saved.get("eval_sets") or {}
-    missing = {n: s for n, s in sets.items() if scored.get(n, {}).get("path") != _where(s.path)}
+    missing = {n: s for n, s in sets.items() if scored.get(n, {}).get("path") != absolute(str(s.path))}
     if missing:
         log.info("scoring %s on the kept checkpoint of %s", ", ".join(missing), folder)
         model, _, meta = load_checkpoint(folder)
