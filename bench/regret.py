@@ -51,7 +51,7 @@ FLOOR = P["retention"]["floor"]
 # auto = auto:gradient (the default); the other scorers, the race and the retention floor beside it.
 SELECTORS = ["auto", "auto:fisher", "auto:snr", "auto:semantic", "auto:variability", "auto:method=race",
              "auto:retention=0.8"]
-VERSION = 3  # of the selectors' code: a stored choice from another version is made again
+VERSION = 4  # of the selectors' code: a stored choice from another version is made again
 RULES = {f"always {'lower_half' if r == 'depth:3' else 'top_k:2' if r == 'depth:4' else r}": r for r in P["rules"]}
 log = logging.getLogger("freezetune")
 

@@ -190,6 +190,23 @@ def test_retention_command_reports_before_after_change(tiny_model_dir, sentiment
     assert "retention (cka" in line and "before 1.0000" in line and "change -" in line
 
 
+def test_auto_retention_floor_is_measured_at_every_evaluation_of_the_run(tiny_model_dir, sentiment_csv, tmp_path,
+                                                                          capsys):
+    out = tmp_path / "run"
+    args = train_args(tiny_model_dir, sentiment_csv, out, "--strategy", "auto:retention=0.5", "--retention", "cka",
+                      "--epochs", "2")
+    assert main(args) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    guard = metrics["costs"]["retention_guard"]
+    assert guard["floor"] == 0.5 and 1 <= len(guard["evaluations"]) <= 2
+    kept = [e["kept"] for e in guard["evaluations"]]
+    assert all(0 < k <= 1 for k in kept)
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["retention_kept"] for r in records if "retention_kept" in r] == kept
+    assert "Retention floor 50%" in (out / "selection.txt").read_text()
+    assert json.loads((out / "plan.json").read_text())["retention_floor"] == 0.5
+
+
 def test_auto_strategy_scores_then_trains_and_explains(tiny_model_dir, sentiment_csv, tmp_path, capsys):
     out = tmp_path / "run"
     assert main(train_args(tiny_model_dir, sentiment_csv, out, "--strategy", "auto:semantic:budget=2")) == 0

@@ -7,7 +7,7 @@ from conftest import tiny_classifier, toy_dataset
 from freezetune.core.config import TrainConfig
 from freezetune.core.errors import FreezetuneError
 from freezetune.core.layout import LayerMap
-from freezetune.scoring.race import depths, estimate_cost, extrapolate_kept
+from freezetune.scoring.race import depths, estimate_cost
 from freezetune.strategies.registry import ResolveContext, resolve
 
 CONFIG = TrainConfig(epochs=3, batch_size=8, eval_batch_size=24, seed=0)
@@ -34,11 +34,9 @@ def test_race_chooses_a_depth_and_leaves_the_model_as_it_found_it():
     assert [c["spec"] for c in race["candidates"]] == [f"depth:{d}" for d in range(5)]
     assert race["chosen"] in {c["name"] for c in race["candidates"]}
     assert plan == resolve(race["chosen"], layers)
-    # successive halving: 5 candidates, 1/3 survive each rung, each rung trains 3x longer
-    rungs = race["rungs"]
-    assert len(rungs) == 2 and rungs[1] == 3 * rungs[0]
-    tried = [len(c["results"]) for c in race["candidates"]]
-    assert sorted(tried) == [1, 1, 1, 1, 2]
+    # successive halving: 5 candidates, 1/3 survive each rung; the rung that leaves one is the last
+    assert len(race["rungs"]) == 1
+    assert [len(c["results"]) for c in race["candidates"]] == [1] * 5
     assert race["estimated_share"] <= 0.25
     assert "method=race" in context.selections[0]["explanation"] and "<- chosen" in context.selections[0]["explanation"]
 
@@ -64,37 +62,12 @@ def test_race_budget_removes_dearer_candidates_and_rates_multiply_candidates():
     assert lrs["depth:3 (lr x3)"] == pytest.approx(3 * lrs["depth:3"])
 
 
-def test_race_retention_floor_rejects_finalists_predicted_to_forget():
-    model = tiny_classifier(num_blocks=4)
-    base = weights(model.backbone)
-
-    def kept(trained):  # loses 5 points per block that moved
-        moved = sum(not torch.equal(base[n], p) for n, p in trained.backbone.state_dict().items()
-                    if n.startswith("encoder.layer.") and n.endswith("attention.self.query.weight"))
-        return 1.0 - 0.05 * moved
-
-    layers = LayerMap.from_model(model)
-    context = context_for(model, retention=kept)
-    plan = resolve("auto:retention=0.99", layers, context)  # a floor implies the race
-    race = context.selections[0]["race"]
-    assert race["retention_floor"] == 0.99
-    finalists = [c for c in race["candidates"] if c["kept"] is not None]
-    assert finalists and all(c["predicted_kept"] <= c["kept"] for c in finalists)
-    chosen = next(c for c in race["candidates"] if c["name"] == race["chosen"])
-    assert chosen["predicted_kept"] >= 0.99 or "no finalist" in race["note"]
-    if chosen["predicted_kept"] >= 0.99:
-        assert plan.blocks == ()  # only the head-only plan moves no block
-
-
 @pytest.mark.parametrize("spec, extra, message", [
     ("auto:method=race", {"train": None}, "needs the training and validation data"),
     ("auto:method=race:share=0", {}, "share must be in"),
     ("auto:method=race:eta=1", {}, "eta must be at least 2"),
     ("auto:method=race:rates=1+x", {}, "rates are factors"),
-    ("auto:method=race:retention=0.9", {}, "needs a retention measure"),
     ("auto:method=bogus", {}, "unknown method .bogus. in .auto:method=bogus.; choose from score, race"),
-    ("auto:retention=1.5", {}, "in \\(0, 1\\]"),
-    ("auto:method=score:retention=0.9", {}, "add method=race"),
     ("auto:method=race:budget=0.0001", {}, "smaller than one block"),
 ])
 def test_race_errors(spec, extra, message):
@@ -115,7 +88,10 @@ def test_candidate_depths_and_cost_model():
     assert 0 < cheap < dear
 
 
-def test_extrapolated_retention_never_predicts_less_loss():
-    assert extrapolate_kept(1.0, 10, 1000) == 1.0
-    assert extrapolate_kept(0.9, 100, 100) == pytest.approx(0.9)
-    assert extrapolate_kept(0.9, 25, 100) == pytest.approx(0.8)  # 10 points lost x sqrt(4)
+def test_race_rungs_lengthen_by_eta_until_one_candidate_is_left():
+    model = tiny_classifier(num_blocks=4)
+    context = context_for(model)
+    resolve("auto:method=race:eta=2", LayerMap.from_model(model), context)
+    race = context.selections[0]["race"]
+    assert len(race["rungs"]) == 2 and race["rungs"][1] == 2 * race["rungs"][0]  # 5 -> 2 -> 1
+    assert sorted(len(c["results"]) for c in race["candidates"]) == [1, 1, 1, 2, 2]

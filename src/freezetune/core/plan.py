@@ -42,6 +42,8 @@ class Plan:
     tensors: tuple[str, ...] = ()  # when set, only these tensors of the trainable blocks train
     tensor_lr_multipliers: tuple[tuple[str, float], ...] = ()  # (parameter, multiplier); overrides the unit's
     lr_rescale: str = ""  # "rgn": the trainer re-measures per-tensor multipliers every epoch (Auto-RGN)
+    # keep the best evaluation that keeps this share of the pretrained skill (auto:retention=R)
+    retention_floor: float | None = None
     spec: str = field(default="custom", compare=False)  # the text it was parsed from
 
     def __post_init__(self) -> None:
@@ -50,6 +52,9 @@ class Plan:
         if self.lr_rescale not in LR_RESCALES:
             choices = ", ".join(map(repr, LR_RESCALES))
             raise FreezetuneError(f"unknown lr_rescale {self.lr_rescale!r}; choose from {choices}")
+        if self.retention_floor is not None and not 0 < self.retention_floor <= 1:
+            raise FreezetuneError(f"retention_floor is a share of the pretrained skill in (0, 1], got "
+                                  f"{self.retention_floor}")
         unknown = [m for m in self.modules if m not in FILTERS]
         if unknown:
             raise FreezetuneError(
@@ -160,6 +165,9 @@ class Plan:
                          + (" (re-measured every epoch)" if self.lr_rescale else ""))
         if self.lora:
             lines.append(f"LoRA: {self.lora}")
+        if self.retention_floor is not None:
+            lines.append(f"retention floor: the best evaluation that keeps {self.retention_floor:.0%} of the "
+                         "pretrained skill is kept")
         return "\n".join(lines)
 
     # ------------------------------------------------------------------ JSON round-trip

@@ -8,7 +8,7 @@ the validation set as ``validation``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import fields, replace
 from typing import Any
 
@@ -27,20 +27,23 @@ from freezetune.training.finetuner import Finetuner as _TrainingFinetuner
 class Finetuner(_TrainingFinetuner):
     """``Finetuner(model, "auto", sample=train).fit(train, val)``; any strategy, Plan or Schedule.
 
-    ``selections`` holds what a measuring strategy scored and why it chose its plan.
+    ``selections`` holds what a measuring strategy scored and why it chose its plan. ``retention``
+    (a model -> share of the pretrained skill it keeps) is what ``auto:retention=R`` checks.
     """
 
     def __init__(self, model: nn.Module, strategy: str | Plan | Schedule = "full", *,
                  freeze_pattern: str | Plan | None = None, sample: Any = None, validation: Any = None,
-                 task: Task | None = None, callbacks: Iterable[Callback] = (), pad_token_id: int = 0, **kwargs: Any):
+                 task: Task | None = None, callbacks: Iterable[Callback] = (), pad_token_id: int = 0,
+                 retention: Callable[[nn.Module], float] | None = None, **kwargs: Any):
         strategy = freeze_pattern if freeze_pattern is not None else strategy
         names = {f.name for f in fields(TrainConfig)}
         config = replace(kwargs.get("config") or TrainConfig(), **{k: v for k, v in kwargs.items() if k in names})
         resolution = resolve_strategy(
             strategy, model, task=task, sample=_batches(sample, pad_token_id), pad_token_id=pad_token_id,
-            train=sample if hasattr(sample, "column_names") else None, validation=validation, config=config)
+            train=sample if hasattr(sample, "column_names") else None, validation=validation, config=config,
+            retention=retention)
         self.selections = resolution.selections
-        super().__init__(model, resolution.strategy, task=task, callbacks=[*callbacks, *resolution.callbacks],
+        super().__init__(model, resolution.strategy, task=task, callbacks=[*resolution.callbacks, *callbacks],
                          pad_token_id=pad_token_id, **kwargs)
 
 

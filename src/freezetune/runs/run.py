@@ -264,7 +264,8 @@ def _train(spec: RunSpec, run_dir: RunDir | None, saved_state: dict[str, Any] | 
         tokenizer_name=getattr(tokenizer, "name_or_path", ""),
         state_dir=str(run_dir.file("resume")) if run_dir else None,
         state_key=_resume_key(spec),
-        callbacks=[*listeners(run_dir, spec.train), *resolution.callbacks],
+        # the plan's own callbacks first, so that a retention guard's numbers reach the logs
+        callbacks=[*resolution.callbacks, *listeners(run_dir, spec.train)],
         cache_store=caches.prefix,
     )
     log.info("%s", tuner.plan.describe(tuner.layers))
@@ -275,7 +276,8 @@ def _train(spec: RunSpec, run_dir: RunDir | None, saved_state: dict[str, Any] | 
                 run_dir.write_json("scores.json", selection["scores"].to_dict())
             if "race" in selection:
                 run_dir.write_json("race.json", selection["race"])
-            run_dir.write_text("selection.txt", selection["explanation"] + "\n")
+    if run_dir and resolution.selections:
+        run_dir.write_text("selection.txt", "\n\n".join(s["explanation"] for s in resolution.selections) + "\n")
     if run_dir and not resume:
         # Written once the inputs proved good and before training, so an interrupted run can resume.
         run_dir.write_yaml("config.yaml", spec.flat())

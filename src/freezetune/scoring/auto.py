@@ -2,12 +2,16 @@
 
 What it optimises: the best expected task metric. ``budget=`` caps the trained share (cost);
 ``retention=R`` keeps at least the share R of the base model's pretrained skill (STS-B
-after/before for encoders, perplexity before/after for decoders). Two methods:
+after/before for encoders, perplexity before/after for decoders). Two methods choose:
 
-- ``method=score`` (the cheapest): one forward (or gradient) pass per sample batch scores every
-  block, and the best contiguous suffix under the budget trains (:mod:`freezetune.scoring.select`);
+- ``method=score`` (the default, the cheapest): one forward (or gradient) pass per sample batch
+  scores every block, and the best contiguous suffix under the budget trains
+  (:mod:`freezetune.scoring.select`);
 - ``method=race``: the candidate depths train briefly and the best by validation survives
   (successive halving on the shared frozen-prefix cache, :mod:`freezetune.scoring.race`).
+
+A retention floor rides on the chosen plan: the run measures the skill kept at every evaluation
+and keeps the best evaluation that keeps it (:mod:`freezetune.scoring.retention_guard`).
 
 It registers itself in the strategy registry. Like every measuring strategy it receives a
 :class:`ResolveContext` from whoever runs training: the model, the task and the labelled sample,
@@ -49,7 +53,7 @@ def check_auto(layers: LayerMap, *, scorer: str = "gradient", method: str = "", 
                retention: float | None = None, granularity: str = "block", threshold: float | None = None,
                lora: int | None = None, **_) -> None:
     """The checks of ``auto``'s options that need no data and no weights (run before the model loads)."""
-    method = method or ("race" if retention is not None else DEFAULT_METHOD)  # a retention floor is measured by racing
+    method = method or DEFAULT_METHOD
     if method not in METHODS:
         raise FreezetuneError(f"unknown auto method {method!r}; choose score or race")
     if retention is not None and not 0 < retention <= 1:
@@ -57,8 +61,6 @@ def check_auto(layers: LayerMap, *, scorer: str = "gradient", method: str = "", 
     if lora is not None and (lora < 1 or granularity != "block"):
         raise FreezetuneError(f"auto:lora=R puts rank-R adapters on chosen blocks: R >= 1 and block granularity "
                               f"(got lora={lora}, granularity={granularity})")
-    if method == "score" and retention is not None:
-        raise FreezetuneError("retention=R is measured on briefly trained candidates: add method=race")
     if granularity == "block" and threshold is not None and method == "score":
         raise FreezetuneError("a score threshold selects tensors: add granularity=tensor, or give a budget")
     if granularity == "tensor" and scorer not in TENSOR_SCORERS:
@@ -77,11 +79,12 @@ def check_auto(layers: LayerMap, *, scorer: str = "gradient", method: str = "", 
     check=check_auto,
     help={
         "scorer": "method=score: gradient (default), fisher, snr, semantic, variability (see docs/scoring.md)",
-        "method": "score (forward scoring, the cheapest) or race (train the candidate depths briefly, keep the best "
-                  "by successive halving); default: score, or race when retention= is given",
+        "method": "score (forward scoring, the cheapest; default) or race (train the candidate depths briefly, keep "
+                  "the best by successive halving)",
         "budget": "cap on what trains (cost): below 1, share of the model's parameters; 1 or more, number of blocks "
                   "(granularity=tensor: number of tensors); default: no cap",
-        "retention": "method=race: keep at least this share (0..1) of the base model's pretrained skill",
+        "retention": "keep at least this share (0..1) of the base model's pretrained skill: measured at every "
+                     "evaluation, the best evaluation that keeps it is kept (needs --retention sts, ppl or cka)",
         "share": "method=race: the race's cost as a share of one full run (default 0.25)",
         "eta": "method=race: 1/eta of the candidates survive each rung (default 3)",
         "rates": "method=race: factors of each depth's default rate to race, joined by + (default 1)",
@@ -99,28 +102,38 @@ def auto(layers: LayerMap, context: ResolveContext, scorer: str = "gradient", me
     """Choose where to fine-tune for the best task metric, under an optional cost cap and retention floor."""
     check_auto(layers, scorer=scorer, method=method, budget=budget, retention=retention, granularity=granularity,
                threshold=threshold, lora=lora)
-    method = method or ("race" if retention is not None else DEFAULT_METHOD)  # a retention floor is measured by racing
-    if method == "race":
-        plan = _race(layers, context, budget=budget, retention=retention, share=share, eta=eta, rates=_factors(rates))
-        return _as_lora(plan, lora, layers, context)
-    if granularity == "tensor" and budget is None and threshold is None:
-        budget = 0.25  # a tensor selection needs a bound; a quarter of the model is the documented default
-    if granularity == "block" and budget is None:
-        budget = layers.num_blocks  # no cap: any suffix may train
-    plan = auto_plan(layers, context, scorer=scorer, budget=budget, contiguous=contiguous, granularity=granularity,
-                     threshold=threshold)
-    return _as_lora(plan, lora, layers, context)
+    if retention is not None and context.retention is None:
+        raise FreezetuneError("auto:retention=R measures the pretrained skill at every evaluation: run with "
+                              "--retention sts, ppl or cka (Python: Finetuner(..., retention=measure))")
+    if (method or DEFAULT_METHOD) == "race":
+        plan = _race(layers, context, budget=budget, share=share, eta=eta, rates=_factors(rates))
+    else:
+        if granularity == "tensor" and budget is None and threshold is None:
+            budget = 0.25  # a tensor selection needs a bound; a quarter of the model is the documented default
+        if granularity == "block" and budget is None:
+            budget = layers.num_blocks  # no cap: any suffix may train
+        plan = auto_plan(layers, context, scorer=scorer, budget=budget, contiguous=contiguous,
+                         granularity=granularity, threshold=threshold)
+    if lora is not None:
+        adapted = lora_plan(plan, lora, layers)
+        if adapted is not plan:
+            context.selections[-1]["explanation"] += f"\nLoRA r={lora} on the chosen blocks instead: {adapted.spec}."
+        plan = adapted
+    if retention is not None:
+        plan = replace(plan, retention_floor=retention)
+        context.selections[-1]["explanation"] += (
+            f"\nRetention floor {retention:.0%}: the run measures the pretrained skill kept at every evaluation, keeps "
+            "the best evaluation that keeps the floor, and stops at the first that breaks it.")
+    return plan
 
 
-def _as_lora(plan: Plan, rank: int | None, layers: LayerMap, context: ResolveContext) -> Plan:
-    """The chosen blocks get rank-``rank`` LoRA adapters and their base weights stay frozen (the head still trains)."""
+def lora_plan(plan: Plan, rank: int, layers: LayerMap) -> Plan:
+    """Rank-``rank`` LoRA adapters on ``plan``'s blocks, their base weights frozen (the head still trains)."""
     blocks = tuple(plan.trainable_blocks(layers.num_blocks))
-    if rank is None or not blocks:  # no block chosen (head only): nothing to adapt
+    if not blocks:  # no block chosen (head only): nothing to adapt
         return plan
-    adapted = Plan(lora=LoraSpec(r=rank, blocks=blocks), head=plan.head, lr_multipliers=plan.lr_multipliers,
-                   spec=f"lora:r={rank}:blocks={compact(blocks)}")
-    context.selections[-1]["explanation"] += f"\nLoRA r={rank} on the chosen blocks instead: {adapted.spec}."
-    return adapted
+    return Plan(lora=LoraSpec(r=rank, blocks=blocks), head=plan.head, lr_multipliers=plan.lr_multipliers,
+                spec=f"lora:r={rank}:blocks={compact(blocks)}")
 
 
 def _factors(text: str | float) -> tuple[float, ...]:

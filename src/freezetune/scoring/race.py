@@ -15,10 +15,8 @@ Multi-fidelity selection by successive halving (Jamieson & Talwalkar 2016; Li et
 4. ``n_0`` is the largest step count whose estimated cost stays within ``share`` of one full run
    of the same settings (cost model below), so the race's price is fixed before it starts.
 
-Retention (``retention=R``): the finalists' retention is measured after their last rung and
-extrapolated to the full run's length (:func:`extrapolate_kept`); a finalist predicted to keep
-less than the share ``R`` of the base model's skill is not chosen. When none is predicted to
-keep it, the finalist predicted to keep the most is chosen and the explanation says so.
+A retention floor (``retention=R``) rides on the race's winner as on every method's choice: the
+run itself enforces it (:mod:`freezetune.scoring.retention_guard`).
 
 Cost model, in forward passes of one example through the whole model: a training example at
 depth d costs ``3 * f_d`` (forward plus a backward of twice its cost, through the trained share
@@ -60,8 +58,6 @@ class Candidate:
     lr: float
     factor: float
     results: list[tuple[int, float]] = field(default_factory=list)  # (steps, validation metric) per rung
-    kept: float | None = None  # measured share of pretrained skill after its last rung
-    predicted_kept: float | None = None
 
     @property
     def name(self) -> str:
@@ -77,7 +73,6 @@ class RaceResult:
     estimated_share: float  # estimated cost / one full run
     eta: int
     metric: str
-    retention_floor: float | None
     full_steps: int
     note: str = ""
 
@@ -87,17 +82,6 @@ def depths(num_blocks: int) -> list[int]:
     if num_blocks + 1 <= MAX_CANDIDATES + 3:
         return list(range(num_blocks + 1))
     return sorted({round(i * num_blocks / (MAX_CANDIDATES - 1)) for i in range(MAX_CANDIDATES)})
-
-
-def extrapolate_kept(kept: float, steps: int, full_steps: int) -> float:
-    """The share of skill kept after ``full_steps``, from ``kept`` after ``steps``.
-
-    Drift from the base grows with the square root of the steps taken (a random walk with a
-    decaying rate), so the skill lost is scaled by sqrt(full_steps / steps). Crude on purpose;
-    it errs towards predicting more loss than a short run shows, never less.
-    """
-    lost = max(0.0, 1.0 - kept)
-    return 1.0 - lost * math.sqrt(max(1.0, full_steps / max(1, steps)))
 
 
 def _full_steps(config: TrainConfig, train_rows: int) -> int:
@@ -111,23 +95,22 @@ def _plan_cost(depth: int, num_blocks: int) -> float:
 
 
 def estimate_cost(costs: list[float], n0: int, eta: int, batch: int, validation_rows: int,
-                  num_blocks: int, depths_: list[int], train_rows: int, finalists: int = 1) -> float:
+                  num_blocks: int, depths_: list[int], train_rows: int) -> float:
     """Upper bound of the race's cost (see the module doc): the dearest candidates assumed to survive."""
     survivors, steps, total = sorted(costs, reverse=True), n0, 0.0
     while survivors:
         total += sum(3 * steps * batch * f + validation_rows * f for f in survivors)
-        if len(survivors) <= finalists:
+        survivors = survivors[: max(1, len(survivors) // eta)]
+        if len(survivors) == 1:
             break
-        survivors = survivors[: max(finalists, len(survivors) // eta)]
         steps *= eta
     # The cache: one forward of the prefix per example (race subset + validation) and boundary.
     total += sum(d / num_blocks for d in depths_) * (min(train_rows, steps * batch) + validation_rows)
     return total
 
 
-def race_plan(layers: LayerMap, context: ResolveContext, *, budget: float | None = None,
-              retention: float | None = None, share: float = 0.25, eta: int = 3,
-              rates: tuple[float, ...] = (1.0,)) -> RaceResult:
+def race_plan(layers: LayerMap, context: ResolveContext, *, budget: float | None = None, share: float = 0.25,
+              eta: int = 3, rates: tuple[float, ...] = (1.0,)) -> RaceResult:
     """Run the race on ``context`` (model, task, training and validation data, settings)."""
     if context.train is None or context.validation is None:
         raise FreezetuneError("auto:method=race trains candidates: it needs the training and validation data "
@@ -138,8 +121,6 @@ def race_plan(layers: LayerMap, context: ResolveContext, *, budget: float | None
         raise FreezetuneError(f"eta must be at least 2 (the share of candidates kept per rung is 1/eta), got {eta}")
     if any(r <= 0 for r in rates):
         raise FreezetuneError(f"rates are positive factors of each plan's default rate, got {rates}")
-    if retention is not None and context.retention is None:
-        raise FreezetuneError("retention=R needs a retention measure: run with --retention sts, ppl or cka")
     started = time.perf_counter()
     config = replace(context.config or TrainConfig(), progress=False, patience=None, eval_every=None,
                      keep_best=False, save_every=None, cache="on")
@@ -149,23 +130,21 @@ def race_plan(layers: LayerMap, context: ResolveContext, *, budget: float | None
     one_run = 3 * full_steps * config.batch_size + config.epochs * len(validation)
     costs = [_plan_cost(c.depth, layers.num_blocks) for c in candidates]
     used_depths = sorted({c.depth for c in candidates})
-    finalists = eta if retention is not None else 1  # a retention floor needs finalists to choose among
 
     def cost(n0: int) -> float:
         return estimate_cost(costs, n0, eta, config.batch_size, len(validation), layers.num_blocks, used_depths,
-                             len(train), finalists)
+                             len(train))
 
     n0 = 1
     while cost(n0 + 1) <= share * one_run and (n0 + 1) <= full_steps:
         n0 += 1
     over = cost(n0) > share * one_run
-    rungs = _rungs(len(candidates), n0, eta, full_steps, finalists)
+    rungs = _rungs(len(candidates), n0, eta, full_steps)
     subset = train.shuffle(seed=config.seed).select(range(min(len(train), rungs[-1] * config.batch_size)))
     metric = monitored_metric(context.task, config.metric)
     directions = context.task.directions if context.task is not None else METRIC_DIRECTIONS
     alive = list(candidates)
     for r, steps in enumerate(rungs):
-        last = r == len(rungs) - 1
         for c in alive:
             tuner = Finetuner(copy.deepcopy(context.model), c.plan, config=replace(config, max_steps=steps, lr=c.lr),
                               task=context.task, pad_token_id=context.pad_token_id, cache_store=context.cache_store)
@@ -173,20 +152,11 @@ def race_plan(layers: LayerMap, context: ResolveContext, *, budget: float | None
             metrics = fit.best_metrics or tuner.evaluate(validation)
             c.results.append((steps, metrics[metric]))
             log.info("race rung %d (%d steps): %s %s=%.4f", r + 1, steps, c.name, metric, metrics[metric])
-            if last and retention is not None:
-                c.kept = context.retention(tuner.model)
-                c.predicted_kept = extrapolate_kept(c.kept, steps, full_steps)
-        alive = _ranked(alive, metric, directions)
-        if not last:
-            alive = alive[: max(finalists, len(alive) // eta)]
-    chosen, note = _final(alive, retention)
-    if over:
-        over_note = (f"Even the shortest race (1 step per candidate in the first rung) costs about "
-                     f"{cost(n0) / one_run:.0%} of one run, more than share={share:g}: the data set is small next "
-                     "to its validation set.")
-        note = " ".join(filter(None, [note, over_note]))
-    return RaceResult(chosen, candidates, rungs, time.perf_counter() - started, cost(n0) / one_run, eta, metric,
-                      retention, full_steps, note)
+        alive = _ranked(alive, metric, directions)[: max(1, len(alive) // eta)]
+    note = (f"Even the shortest race (1 step per candidate in the first rung) costs about {cost(n0) / one_run:.0%} "
+            f"of one run, more than share={share:g}: the data set is small next to its validation set.") if over else ""
+    return RaceResult(alive[0], candidates, rungs, time.perf_counter() - started, cost(n0) / one_run, eta, metric,
+                      full_steps, note)
 
 
 def chosen_plan(result: RaceResult, layers: LayerMap) -> Plan:
@@ -209,14 +179,15 @@ def _candidates(layers: LayerMap, budget: float | None, rates: tuple[float, ...]
     return out
 
 
-def _rungs(candidates: int, n0: int, eta: int, full_steps: int, finalists: int) -> list[int]:
-    """Steps per rung: eta times longer each, until at most ``finalists`` candidates are left."""
+def _rungs(candidates: int, n0: int, eta: int, full_steps: int) -> list[int]:
+    """Steps per rung: eta times longer each, until one candidate is left."""
     rungs, steps, alive = [], n0, candidates
-    while True:
+    while True:  # the rung that leaves one candidate is the last: the winner trains fully afterwards anyway
         rungs.append(min(steps, full_steps))
-        if alive <= finalists:
+        alive = max(1, alive // eta)
+        if alive == 1:
             return rungs
-        alive, steps = max(finalists, alive // eta), steps * eta
+        steps *= eta
 
 
 def _ranked(candidates: list[Candidate], metric: str, directions) -> list[Candidate]:
@@ -231,17 +202,6 @@ def _ranked(candidates: list[Candidate], metric: str, directions) -> list[Candid
     return out
 
 
-def _final(ranked: list[Candidate], retention: float | None) -> tuple[Candidate, str]:
-    if retention is None:
-        return ranked[0], ""
-    keeping = [c for c in ranked if c.predicted_kept is not None and c.predicted_kept >= retention]
-    if keeping:
-        return keeping[0], ""
-    best = max(ranked, key=lambda c: c.predicted_kept or 0.0)
-    return best, (f"no finalist is predicted to keep {retention:.0%} of the pretrained skill; "
-                  f"chose the one predicted to keep the most ({best.predicted_kept:.0%})")
-
-
 def explain_race(result: RaceResult) -> str:
     """What the race chose, what else it tried and how each candidate scored, in plain words."""
     rungs = ", ".join(str(s) for s in result.rungs)
@@ -250,20 +210,14 @@ def explain_race(result: RaceResult) -> str:
         f"1/{result.eta} kept per rung) on the training data and ranked by validation {result.metric}; "
         f"one full run is {result.full_steps} steps. Race cost: {format_duration(result.seconds)} "
         f"(estimated {result.estimated_share:.0%} of one full run).",
-        f"{'candidate':<24} " + " ".join(f"{f'{s} steps':>10}" for s in result.rungs)
-        + ("   kept  predicted" if result.retention_floor is not None else ""),
+        f"{'candidate':<24} " + " ".join(f"{f'{s} steps':>10}" for s in result.rungs),
     ]
     for c in sorted(result.candidates, key=lambda c: (-len(c.results), c.depth)):
         cells = {steps: value for steps, value in c.results}
         row = f"{c.name:<24} " + " ".join(f"{cells[s]:>10.4f}" if s in cells else f"{'-':>10}" for s in result.rungs)
-        if result.retention_floor is not None and c.kept is not None:
-            row += f"  {c.kept:>5.1%}  {c.predicted_kept:>8.1%}"
         lines.append(row + ("   <- chosen" if c is result.chosen else ""))
-    floor = "" if result.retention_floor is None else (
-        f"; predicted to keep {result.chosen.predicted_kept:.0%} of the pretrained skill "
-        f"(floor {result.retention_floor:.0%})")
     lines.append(f"chosen: {result.chosen.name}, validation {result.metric} {result.chosen.results[-1][1]:.4f} after "
-                 f"{result.chosen.results[-1][0]} steps{floor}")
+                 f"{result.chosen.results[-1][0]} steps")
     if result.note:
         lines.append(result.note)
     return "\n".join(lines)
@@ -274,7 +228,7 @@ def race_record(result: RaceResult) -> dict:
     return {
         "chosen": result.chosen.name, "metric": result.metric, "rungs": result.rungs, "eta": result.eta,
         "seconds": result.seconds, "estimated_share": result.estimated_share, "full_steps": result.full_steps,
-        "retention_floor": result.retention_floor, "note": result.note,
-        "candidates": [{"name": c.name, "spec": c.spec, "lr": c.lr, "results": c.results, "kept": c.kept,
-                        "predicted_kept": c.predicted_kept} for c in result.candidates],
+        "note": result.note,
+        "candidates": [{"name": c.name, "spec": c.spec, "lr": c.lr, "results": c.results}
+                       for c in result.candidates],
     }

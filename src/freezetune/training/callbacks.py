@@ -11,6 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 from freezetune.core.plan import Plan
 
+# An evaluation whose metrics a callback sets this key False in (it broke a constraint, such as a
+# retention floor) is never kept as the best, and it ends the run.
+KEEPS_SKILL = "keeps_skill"
+
 if TYPE_CHECKING:  # typing only: the Finetuner imports this module
     from freezetune.training.finetuner import Finetuner
     from freezetune.training.state import FitResult, TrainState
@@ -33,7 +37,7 @@ class Callback:
         """After an epoch's last step, before its evaluation."""
 
     def on_evaluate(self, tuner: Finetuner, metrics: dict[str, Any]) -> None:
-        """After an evaluation; ``metrics`` carries its step and epoch."""
+        """After an evaluation; ``metrics`` carries its step and epoch (set ``KEEPS_SKILL`` False to veto it)."""
 
     def on_fit_end(self, tuner: Finetuner, result: FitResult) -> None:
         """Training is over; ``result.costs`` may still be extended."""

@@ -18,6 +18,7 @@ import torch
 from freezetune.core.errors import FreezetuneError, Interrupted
 from freezetune.measure.costs import StepTimer
 from freezetune.measure.metrics import is_better
+from freezetune.training.callbacks import KEEPS_SKILL
 from freezetune.training.interrupts import InterruptFlag
 from freezetune.training.lr_schedule import lr_factor
 from freezetune.training.resume import loader_generators, save_state, set_rng_state, snapshot
@@ -165,13 +166,22 @@ class Loop:
         state.history.append(metrics)
         for callback in tuner.callbacks:
             callback.on_evaluate(tuner, metrics)
+        if not metrics.get(KEEPS_SKILL, True):  # a retention floor broke (scoring/retention_guard.py)
+            if not state.best_metrics:  # the first evaluation already: keep it, the most skill there will be
+                self.remember(metrics)
+            return True  # training longer only moves further from the base
         if is_better(cfg.metric, metrics[cfg.metric], state.best_value, tuner.task.directions):
-            state.best_value, state.best_step, state.best_metrics = metrics[cfg.metric], state.step, metrics
-            state.best_weights = tuner.trainable_state() if cfg.keep_best else None
+            self.remember(metrics)
             state.evals_without_improvement = 0
             return False
         state.evals_without_improvement += 1
         return cfg.patience is not None and state.evals_without_improvement >= cfg.patience
+
+    def remember(self, metrics: dict) -> None:
+        """This evaluation is the best so far: its metrics, and its weights with keep_best."""
+        state, tuner = self.state, self.tuner
+        state.best_value, state.best_step, state.best_metrics = metrics[self.config.metric], state.step, metrics
+        state.best_weights = tuner.trainable_state() if self.config.keep_best else None
 
     def save(self) -> None:
         if self.tuner.state_dir is not None:
