@@ -48,9 +48,12 @@ RESULTS = ROOT / "bench" / "results"
 SELECTIONS = RESULTS / "selections"
 P = protocol.PROTOCOL
 FLOOR = P["retention"]["floor"]
-# auto = auto:gradient (the default); the other scorers, the race and the retention floor beside it.
-SELECTORS = ["auto", "auto:fisher", "auto:snr", "auto:semantic", "auto:variability", "auto:method=race",
-             "auto:retention=0.8"]
+# auto = auto:gradient (the default); the other scorers and the race beside it. Their choices are
+# looked up in the sweep.
+SELECTORS = ["auto", "auto:fisher", "auto:snr", "auto:semantic", "auto:variability", "auto:method=race"]
+# A retention floor changes how the chosen plan trains (the run keeps the best evaluation that keeps
+# the floor), so these are judged on runs of their own, 3 seeds like every plan.
+TRAINED = ["auto:retention=0.8"]
 VERSION = 4  # of the selectors' code: a stored choice from another version is made again
 RULES = {f"always {'lower_half' if r == 'depth:3' else 'top_k:2' if r == 'depth:4' else r}": r for r in P["rules"]}
 log = logging.getLogger("freezetune")
@@ -110,6 +113,8 @@ def judge(key: str, seeds: list[int], chosen: dict[str, dict[int, dict]]) -> dic
     runs = by_plan(key)
     value = {p: {s: protocol.metric(r, entry["metric"]) for s, r in runs[p].items()} for p in P["plans"]}
     sts = {p: {s: r["summary"].get("retention_after") for s, r in runs[p].items()} for p in P["plans"]}
+    value.update({name: {} for name in TRAINED})
+    sts.update({name: {} for name in TRAINED})
     mean = {p: statistics.fmean(value[p][s] for s in seeds) for p in P["plans"]}
     mean_sts = {p: statistics.fmean(sts[p][s] for s in seeds) for p in P["plans"]}
     mcc = {p: statistics.fmean(runs[p][s]["test"]["mcc"] for s in seeds) for p in P["plans"]}
@@ -130,6 +135,15 @@ def judge(key: str, seeds: list[int], chosen: dict[str, dict[int, dict]]) -> dic
 
     verdicts = [verdict(name, {s: chosen[name][s]["plan"] for s in seeds},
                         statistics.fmean(chosen[name][s]["seconds"] for s in seeds)) for name in chosen]
+    for name in TRAINED:  # judged on their own runs: their plan and the evaluation they kept
+        own = runs[name]
+        for s in seeds:
+            value[name][s], sts[name][s] = protocol.metric(own[s], entry["metric"]), own[s]["summary"]["retention_after"]
+        seconds = statistics.fmean(own[s].get("scoring_s", 0.0) + (own[s].get("retention_guard") or {}).get(
+            "seconds", 0.0) for s in seeds)
+        verdicts.append({**verdict(name, {s: name for s in seeds}, seconds),
+                         "plans": [trained_label(own[s]) for s in seeds],
+                         "train_time_s": statistics.fmean(own[s]["summary"]["train_time_s"] for s in seeds)})
     verdicts += [verdict(name, {s: plan for s in seeds}, 0.0) for name, plan in RULES.items()]
     ranked = sorted(P["plans"], key=mean.get, reverse=True)
     return {
@@ -220,6 +234,11 @@ def report(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def trained_label(run: dict) -> str:
+    """A guarded run as a cell: its frozen prefix and the epoch it kept (d0·e2)."""
+    return f"d{run['summary']['frozen_prefix_depth']}·e{run['validation']['epoch'] + 1}"
+
+
 def short(plan: str) -> str:
     return plan.replace("depth:", "d").replace("alternate", "alt").replace("lora:r=8", "lora")
 
@@ -285,9 +304,10 @@ def main() -> int:
                 return 0
             protocol.sweep(key, P["plans"], seeds)
             chosen = selections(key, seeds)
+            protocol.sweep(key, TRAINED, seeds)
         else:
             runs = by_plan(key)
-            if any(len(runs.get(p, {})) < len(seeds) for p in P["plans"]):
+            if any(len(runs.get(p, {})) < len(seeds) for p in P["plans"] + TRAINED):
                 continue  # not measured yet
             chosen = selections_stored(key, seeds)
             if chosen is None:
