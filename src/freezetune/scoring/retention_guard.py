@@ -1,10 +1,10 @@
 """``auto:...:retention=R``: the run keeps the best weights that keep the share R of the pretrained skill.
 
-What a plan forgets cannot be read from the untrained model, and a short run does not show it
-either: it depends on the task's data as much as on the plan, and it grows late. On MiniLM, full
-fine-tuning keeps 70 % of its STS-B skill after 4 epochs on 1,000 SST-2 rows and 93 % after 4 on
-2,000 CoLA rows, yet after a quarter of either run (its schedule compressed to those steps) both
-still keep 98.4 %: no extrapolation of a short probe tells the two apart (bench/results/regret.md).
+What a plan forgets cannot be read from the untrained model, and a short probe with its schedule
+compressed does not show it either: it depends on the task's data as much as on the plan. On
+MiniLM, full fine-tuning keeps 70 % of its STS-B skill after 4 epochs on 1,000 SST-2 rows and
+93 % after 4 on 2,000 CoLA rows, yet a quarter-length probe keeps 98.4 % on both (docs/scoring.md).
+The run's own evaluations do show it.
 
 So the floor is enforced where skill is lost, on the run itself. The method (score or race)
 chooses the plan for the task; the plan carries the floor; :class:`RetentionGuard` measures the
@@ -12,9 +12,11 @@ skill kept at every evaluation (one pass of the retention reference, about 1.5 s
 MiniLM on a CPU), and the training loop keeps as best only an evaluation that keeps the floor:
 
 - the run keeps the best evaluation whose weights keep at least R;
-- the first evaluation that breaks the floor ends the run, since training longer only moves the
-  weights further from the base (and costs time for weights that would not be kept);
-- if even the first evaluation breaks it, that one is kept (the most skill any evaluation had) and
+- the first evaluation that breaks the floor ends the run: training longer mostly moves the
+  weights further from the base (skill kept can rise between evaluations, by 1–2 points in the
+  measurements, rarely back over a floor it fell below), and it costs time for weights that would
+  likely not be kept;
+- if even the first evaluation breaks it, that one is kept (the earliest weights, which usually keep the most) and
   the run says so.
 
 More evaluations (``--eval-every``) give the guard finer points to stop at.

@@ -167,9 +167,9 @@ class Loop:
         for callback in tuner.callbacks:
             callback.on_evaluate(tuner, metrics)
         if not metrics.get(KEEPS_SKILL, True):  # a retention floor broke (scoring/retention_guard.py)
-            if not state.best_metrics:  # the first evaluation already: keep it, the most skill there will be
+            if not state.best_metrics:  # the first evaluation already: the earliest weights, usually the most skill
                 self.remember(metrics)
-            return True  # training longer only moves further from the base
+            return True  # training longer mostly moves further from the base
         if is_better(cfg.metric, metrics[cfg.metric], state.best_value, tuner.task.directions):
             self.remember(metrics)
             state.evals_without_improvement = 0
