@@ -207,6 +207,27 @@ def test_auto_retention_floor_is_measured_at_every_evaluation_of_the_run(tiny_mo
     assert json.loads((out / "plan.json").read_text())["retention_floor"] == 0.5
 
 
+def test_a_retention_floor_that_breaks_retrains_deeper_and_the_folder_holds_the_kept_attempt(
+        tiny_model_dir, sentiment_csv, tmp_path, capsys):
+    out = tmp_path / "run"  # at this rate every block that trains moves the CKA below 99 %: only head only holds
+    args = train_args(tiny_model_dir, sentiment_csv, out, "--strategy", "auto:retention=0.99", "--retention", "cka",
+                      "--epochs", "2", "--lr", "0.3")
+    assert main(args) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    attempts = metrics["costs"]["retention_retries"]
+    kept = [a for a in attempts if a["kept"]]
+    assert len(kept) == 1 and attempts[0]["floor_broke"]
+    depths = [int(a["plan"].split(":")[1]) for a in attempts]
+    assert depths == list(range(depths[0], depths[0] + len(depths)))
+    plan = json.loads((out / "plan.json").read_text())
+    assert plan["blocks"] == list(range(int(kept[0]["plan"].split(":")[1]), 4))
+    evals = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in evals if r.get("kind") == "eval"]
+    assert evals and evals[0]["retention_kept"] >= 0.99 or kept[0]["floor_broke"]
+    assert "trained again one block deeper" in (out / "selection.txt").read_text()
+    assert metrics["summary"]["train_time_s"] >= sum(a["train_time_s"] for a in attempts) - 1e-6
+
+
 def test_auto_strategy_scores_then_trains_and_explains(tiny_model_dir, sentiment_csv, tmp_path, capsys):
     out = tmp_path / "run"
     assert main(train_args(tiny_model_dir, sentiment_csv, out, "--strategy", "auto:semantic:budget=2")) == 0
