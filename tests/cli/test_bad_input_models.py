@@ -152,7 +152,7 @@ def freezetune(*args):
 
 
 @pytest.mark.parametrize("case", ["missing_file", "block_out_of_range", "unknown_strategy", "single_class",
-                                  "bad_yaml_key", "mistyped_flag"])
+                                  "bad_yaml_key", "mistyped_flag", "floor_not_measured"])
 def test_error_line_is_the_only_output_of_the_process(case, tiny_model_dir, sentiment_csv, tmp_path):
     data, extra = sentiment_csv, []
     if case == "missing_file":
@@ -167,6 +167,8 @@ def test_error_line_is_the_only_output_of_the_process(case, tiny_model_dir, sent
         extra = ["--config", str(write(tmp_path / "c.yaml", "learning_rate: 0.1\n"))]
     elif case == "mistyped_flag":
         extra = ["--epoks", "2"]
+    elif case == "floor_not_measured":  # train_args passes --retention none
+        extra = ["--strategy", "auto:retention=0.8"]
     out = tmp_path / "run"
     result = freezetune(*train_args(tiny_model_dir, data, out, *extra))
     assert result.returncode == 2

@@ -1,8 +1,9 @@
 """What a run can refuse from the model's config alone, before any weights load.
 
 A block out of range, a budget smaller than a block, a model folder without config.json, a
-model that needs --trust-remote-code: each would otherwise surface only after the data was
-tokenized and the weights loaded, behind their log lines and progress bars. Here the config
+model that needs --trust-remote-code, a retention floor with --retention none: each would
+otherwise surface only after the data was tokenized and the weights loaded, behind their log
+lines and progress bars. Here the config
 is read (config.json, or a GGUF file's header), the model is built empty on the meta device
 (no memory, no weights) and the strategy is checked against its layout. A GGUF file's config
 is read with its tokenizer, which takes as long as loading it, so there only the folder and the
@@ -21,6 +22,7 @@ from freezetune.core.errors import FreezetuneError
 from freezetune.core.layout import LayerMap
 from freezetune.core.model import SequenceClassifier, check_model_folder, default_pooling, load_config
 from freezetune.core.plan import Plan
+from freezetune.core.spec import parse_spec
 from freezetune.strategies.registry import check_fits
 
 log = logging.getLogger("freezetune")
@@ -52,8 +54,12 @@ def empty_layout(model: ModelConfig, task: str) -> LayerMap | None:
         return None
 
 
-def check_before_loading(strategies: list[str | Plan], model: ModelConfig, task: str) -> None:
+def check_before_loading(strategies: list[str | Plan], model: ModelConfig, task: str, retention: str) -> None:
     """Refuse a bad --model, or a strategy its layout cannot take, before the data or the weights load."""
+    for strategy in strategies:
+        if isinstance(strategy, str) and retention == "none" and "retention" in parse_spec(strategy).options:
+            raise FreezetuneError(f"--strategy {strategy} keeps a share of the pretrained skill, which --retention "
+                                  "none does not measure: give --retention sts, ppl or cka")
     layers = empty_layout(model, task)
     if layers is None:
         return

@@ -212,7 +212,7 @@ def run_training(
     check_eval_sets(spec)
     check_report_to(spec.train, spec.output)
     if resolution is None:
-        check_before_loading([spec.strategy], spec.model, spec.data.task)
+        check_before_loading([spec.strategy], spec.model, spec.data.task, spec.data.retention)
     saved_state = None
     if resume:
         run_dir, saved_state = _resumable(spec)

@@ -138,7 +138,7 @@ def run_sweep(sweep: Sweep) -> list[dict[str, Any]]:
     base = sweep.base.resolved()
     base.train.validate()
     check_report_to(base.train, sweep.output)
-    check_before_loading(sweep.strategies, base.model, base.data.task)
+    check_before_loading(sweep.strategies, base.model, base.data.task, base.data.retention)
     tokenizer = load_tokenizer(base.model.model, gguf_file=base.model.gguf_file,
                                trust_remote_code=base.model.trust_remote_code)
     data = load_data(replace(base, train=replace(base.train, seed=sweep.data_seed)), tokenizer)

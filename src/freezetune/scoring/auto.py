@@ -123,7 +123,8 @@ def auto(layers: LayerMap, context: ResolveContext, scorer: str = "gradient", me
         plan = replace(plan, retention_floor=retention)
         context.selections[-1]["explanation"] += (
             f"\nRetention floor {retention:.0%}: the run measures the pretrained skill kept at every evaluation, keeps "
-            "the best evaluation that keeps the floor, and stops at the first that breaks it.")
+            "the best evaluation that keeps the floor and stops at the first that breaks it; if it broke, the run "
+            "trains again one block deeper and keeps the better attempt.")
     return plan
 
 
