@@ -217,7 +217,8 @@ def harvest(key: str) -> list[dict[str, Any]]:
                  "eval_sets": {name: _slim(m) for name, m in (metrics.get("eval_sets") or {}).items()},
                  "epoch_times_s": metrics.get("costs", {}).get("epoch_times_s")}  # for the time to the best epoch
         costs = metrics.get("costs", {})
-        saved.update({k: costs[k] for k in ("scoring_s", "retention_guard") if k in costs})  # what auto spent
+        saved.update({k: costs[k] for k in ("scoring_s", "retention_guard", "retention_retries")
+                      if k in costs})  # what auto spent choosing and guarding
         (COMMITTED / key / _name(saved["strategy"], seed, saved["lr"])).write_text(json.dumps(saved, indent=1) + "\n")
     return committed(key)
 

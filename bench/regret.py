@@ -139,8 +139,7 @@ def judge(key: str, seeds: list[int], chosen: dict[str, dict[int, dict]]) -> dic
         own = runs[name]
         for s in seeds:
             value[name][s], sts[name][s] = protocol.metric(own[s], entry["metric"]), own[s]["summary"]["retention_after"]
-        seconds = statistics.fmean(own[s].get("scoring_s", 0.0) + (own[s].get("retention_guard") or {}).get(
-            "seconds", 0.0) for s in seeds)
+        seconds = statistics.fmean(selection_seconds(own[s]) for s in seeds)
         verdicts.append({**verdict(name, {s: name for s in seeds}, seconds),
                          "plans": [trained_label(own[s]) for s in seeds],
                          "train_time_s": statistics.fmean(own[s]["summary"]["train_time_s"] for s in seeds)})
@@ -232,6 +231,12 @@ def report(results: dict) -> str:
     if not counted:
         lines.append("- no non-degenerate task yet: no target can be judged")
     return "\n".join(lines) + "\n"
+
+
+def selection_seconds(run: dict) -> float:
+    """What a guarded run spent besides training its kept plan: scoring, guard measurements, discarded attempts."""
+    discarded = sum(a["train_time_s"] for a in run.get("retention_retries", []) if not a["kept"])
+    return run.get("scoring_s", 0.0) + (run.get("retention_guard") or {}).get("seconds", 0.0) + discarded
 
 
 def trained_label(run: dict) -> str:
