@@ -30,6 +30,7 @@ from freezetune.io.rundir import RunDir
 from freezetune.measure.metrics import is_better
 from freezetune.measure.units import format_duration
 from freezetune.runs.listeners import MetricsLogger
+from freezetune.runs.loading import load_model, seed_everything
 from freezetune.runs.progress_log import ProgressLog
 from freezetune.scoring.retention_guard import RetentionGuard
 from freezetune.strategies.registry import resolve
@@ -103,6 +104,22 @@ def deepen_while_forgetting(tuner: Finetuner, fit: FitResult, data, *, fresh_mod
         current_fit.costs["train_time_s"] += spent  # what the floor cost, counted where costs are compared
         current_fit.costs["retention_retries"] = attempts
     return current, current_fit, attempts
+
+
+def retry_deeper(tuner: Finetuner, fit: FitResult, data, spec, task, measure: Callable[[Any], float],
+                 run_dir: RunDir | None, selections: list[dict[str, Any]]) -> tuple[Finetuner, FitResult]:
+    """A run's retries (see the module doc): the kept tuner and fit; selection.txt says what happened."""
+
+    def fresh_model():  # the base model with the run's seeded head, as the run started from
+        seed_everything(spec.train.seed)
+        return load_model(spec, task)
+
+    tuner, fit, attempts = deepen_while_forgetting(tuner, fit, data, fresh_model=fresh_model, measure=measure,
+                                                   run_dir=run_dir)
+    if attempts and run_dir is not None:
+        why = [*(s["explanation"] for s in selections), explain_retries(attempts, tuner.config.metric)]
+        run_dir.write_text("selection.txt", "\n\n".join(why) + "\n")
+    return tuner, fit
 
 
 def _holds(fit: FitResult, floor: float) -> bool:

@@ -33,7 +33,7 @@ from freezetune.runs.listeners import listeners
 from freezetune.runs.loading import check_eval_sets, check_metric, load_data, load_model, make_task, seed_everything
 from freezetune.runs.paths import absolute_paths
 from freezetune.runs.preflight import check_before_loading
-from freezetune.runs.retention_retry import deepen_while_forgetting, explain_retries
+from freezetune.runs.retention_retry import retry_deeper
 from freezetune.runs.tensorboard_log import TensorBoardLogger, check_report_to
 from freezetune.scoring.resolve import Resolution, resolve_strategy
 from freezetune.scoring.sample import sample_batches
@@ -289,12 +289,8 @@ def _train(spec: RunSpec, run_dir: RunDir | None, saved_state: dict[str, Any] | 
             if isinstance(callback, TensorBoardLogger):
                 callback.close()
     if tuner.plan.retention_floor is not None and retention is not None:
-        tuner, fit, retries = deepen_while_forgetting(
-            tuner, fit, data, fresh_model=lambda: _fresh_model(spec, task), run_dir=run_dir,
-            measure=lambda trained: retention.kept(trained, tokenizer))
-        if retries and run_dir:
-            why = [*(s["explanation"] for s in resolution.selections), explain_retries(retries, spec.train.metric)]
-            run_dir.write_text("selection.txt", "\n\n".join(why) + "\n")
+        tuner, fit = retry_deeper(tuner, fit, data, spec, task, lambda trained: retention.kept(trained, tokenizer),
+                                  run_dir, resolution.selections)
     if resolution.selections:
         scoring_s = resolution.scoring_s
         fit.costs["scoring_s"] = scoring_s
@@ -337,12 +333,6 @@ def _train(spec: RunSpec, run_dir: RunDir | None, saved_state: dict[str, Any] | 
         _write_run(run_dir, result, tuner.layers)
         shutil.rmtree(run_dir.file("resume"), ignore_errors=True)  # finished: the state is dead weight
     return result
-
-
-def _fresh_model(spec: RunSpec, task):
-    """The base model with the run's seeded head, as the run started from."""
-    seed_everything(spec.train.seed)
-    return load_model(spec, task)
 
 
 def _resume_key(spec: RunSpec) -> dict[str, Any]:
