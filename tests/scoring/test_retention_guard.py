@@ -94,3 +94,12 @@ def test_the_guard_measures_without_changing_weights_or_modes():
     guard.on_evaluate(type("T", (), {"model": model})(), metrics)
     assert metrics["keeps_skill"] and metrics["retention_kept"] == 0.9 and model.training
     assert all(torch.equal(before[n], p) for n, p in model.state_dict().items())
+
+
+def test_a_floor_needs_the_best_weights_restored():
+    from dataclasses import replace
+
+    tuner = Finetuner(tiny_classifier(num_blocks=4), Plan(blocks=(3,), retention_floor=0.8),
+                      config=replace(CONFIG, keep_best=False), callbacks=[RetentionGuard(0.8, lambda m: 1.0)])
+    with pytest.raises(FreezetuneError, match="drop --no-keep-best"):
+        tuner.fit(toy_dataset(48, seed=1), toy_dataset(24, seed=2))

@@ -194,6 +194,9 @@ class Finetuner:
         (see resume.py); training continues from it exactly.
         """
         cfg = self.config
+        if getattr(self.plan, "retention_floor", None) is not None and not cfg.keep_best:
+            raise FreezetuneError("a retention floor keeps the best evaluation that keeps it, so it needs the best "
+                                  "weights restored: drop --no-keep-best")
         torch.manual_seed(cfg.seed)
         self.ranks.broadcast(self.model)  # every rank starts from rank 0's weights, as DDP does
         memory = PeakMemory(device=self.device).start()  # the cache's memory counts too
