@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import logging
 import os
@@ -131,3 +132,16 @@ def held_logs(logger: logging.Logger) -> Iterator[None]:
         logger.propagate = propagate
     for record in holder.records:  # reached only when the block raised nothing
         logger.handle(record)
+
+
+def release_free_memory() -> None:
+    """Hand the C heap's free pages back to the system (glibc's malloc_trim; elsewhere nothing).
+
+    glibc keeps freed activation buffers in its heap (its mmap threshold rises with each large
+    free), so a pass over many variable-width batches leaves the process holding hundreds of MiB it
+    no longer uses: about 580 MiB after caching 19,500 tweets at max length 128 on MiniLM. Trimming
+    after such a pass costs one call; a fixed low threshold instead made every large allocation an
+    mmap and training about 40 % slower.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)

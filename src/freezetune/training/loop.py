@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from freezetune.core.errors import FreezetuneError, Interrupted
+from freezetune.core.helpers import release_free_memory
 from freezetune.measure.costs import StepTimer
 from freezetune.measure.metrics import is_better
 from freezetune.training.callbacks import KEEPS_SKILL
@@ -23,6 +24,8 @@ from freezetune.training.interrupts import InterruptFlag
 from freezetune.training.lr_schedule import lr_factor
 from freezetune.training.resume import loader_generators, save_state, set_rng_state, snapshot
 from freezetune.training.state import TrainState
+
+TRIM_EVERY = 50  # steps (and cache batches) between returning the C heap's free pages to the system
 
 if TYPE_CHECKING:  # typing only: the Finetuner imports this module
     from freezetune.training.finetuner import Finetuner
@@ -130,6 +133,8 @@ class Loop:
             callback.on_step_end(tuner, record)
         self.progress.update(1)
         self.progress.set_postfix(loss=f"{loss:.4f}")
+        if state.step % TRIM_EVERY == 0:
+            release_free_memory()  # freed batch buffers the C heap would otherwise keep (core/helpers.py)
         if self.eval_loader is not None and cfg.eval_every and state.step % cfg.eval_every == 0:
             if self.evaluate():
                 return True

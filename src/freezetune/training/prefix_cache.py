@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from freezetune.core.helpers import release_free_memory
 from freezetune.core.layout import LayerMap
 
 log = logging.getLogger("freezetune")
@@ -254,7 +255,9 @@ def build_caches(
     model.eval()
     try:
         with torch.no_grad():
-            for batch in loader:
+            for number, batch in enumerate(loader, 1):
+                if number % 50 == 0:
+                    release_free_memory()  # the previous batches' activations, freed but held by the C heap
                 indices = batch.pop("index")
                 batch.pop("labels", None)
                 batch = {k: v.to(device) for k, v in batch.items()}
@@ -273,6 +276,7 @@ def build_caches(
             hook.remove()
         for module, training in modes.items():
             module.training = training
+    release_free_memory()  # the pass's activation buffers, freed but still held by the C heap
     return caches
 
 
