@@ -141,7 +141,7 @@ def release_free_memory() -> None:
     free), so a pass over many variable-width batches leaves the process holding hundreds of MiB it
     no longer uses: about 580 MiB after caching 19,500 tweets at max length 128 on MiniLM. Trimming
     after such a pass costs one call; a fixed low threshold instead made every large allocation an
-    mmap and training about 40 % slower.
+    mmap and the cache pass 40 % slower.
     """
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
