@@ -134,6 +134,9 @@ def held_logs(logger: logging.Logger) -> Iterator[None]:
         logger.handle(record)
 
 
+TRIM_EVERY = 50  # steps, or cache batches, between calls of release_free_memory in a long pass
+
+
 def release_free_memory() -> None:
     """Hand the C heap's free pages back to the system (glibc's malloc_trim; elsewhere nothing).
 

@@ -32,7 +32,7 @@ from freezetune.measure.units import format_duration
 from freezetune.runs.listeners import MetricsLogger
 from freezetune.runs.loading import load_model, seed_everything
 from freezetune.runs.progress_log import ProgressLog
-from freezetune.scoring.retention_guard import RetentionGuard
+from freezetune.scoring.resolve import callbacks_for
 from freezetune.strategies.registry import resolve
 from freezetune.training.finetuner import Finetuner
 from freezetune.training.state import FitResult
@@ -76,12 +76,11 @@ def deepen_while_forgetting(tuner: Finetuner, fit: FitResult, data, *, fresh_mod
     while floor_broke(current_fit) and (plan := deeper(current.plan, current.layers)) is not None:
         log.info("retention floor broke at step %d (frozen prefix %d): training %s from the base under the same "
                  "floor ...", current_fit.costs["retention_guard"]["evaluations"][-1]["step"],
-                 min(current.plan.trainable_blocks(current.layers.num_blocks)), plan.spec)
+                 current.frozen_prefix_depth(), plan.spec)
         records = _Records()
         retry = Finetuner(fresh_model(), plan, config=tuner.config, task=tuner.task, pad_token_id=tuner.pad_token_id,
                           tokenizer_name=tuner.tokenizer_name, cache_store=tuner.cache_store,
-                          callbacks=[RetentionGuard(plan.retention_floor, measure), ProgressLog(),
-                                     MetricsLogger(records)])
+                          callbacks=[*callbacks_for(plan, measure), ProgressLog(), MetricsLogger(records)])
         retry_fit = retry.fit(data.train, data.validation)
         holds, held = _holds(retry_fit, plan.retention_floor), _holds(current_fit, plan.retention_floor)
         better = holds > held or (holds == held and is_better(metric, retry_fit.best_metrics.get(metric),
@@ -107,8 +106,8 @@ def deepen_while_forgetting(tuner: Finetuner, fit: FitResult, data, *, fresh_mod
 
 
 def retry_deeper(tuner: Finetuner, fit: FitResult, data, spec, task, measure: Callable[[Any], float],
-                 run_dir: RunDir | None, selections: list[dict[str, Any]]) -> tuple[Finetuner, FitResult]:
-    """A run's retries (see the module doc): the kept tuner and fit; selection.txt says what happened."""
+                 run_dir: RunDir | None) -> tuple[Finetuner, FitResult, str | None]:
+    """A run's retries (see the module doc): the kept tuner and fit, and the retries in words (None: none)."""
 
     def fresh_model():  # the base model with the run's seeded head, as the run started from
         seed_everything(spec.train.seed)
@@ -116,10 +115,7 @@ def retry_deeper(tuner: Finetuner, fit: FitResult, data, spec, task, measure: Ca
 
     tuner, fit, attempts = deepen_while_forgetting(tuner, fit, data, fresh_model=fresh_model, measure=measure,
                                                    run_dir=run_dir)
-    if attempts and run_dir is not None:
-        why = [*(s["explanation"] for s in selections), explain_retries(attempts, tuner.config.metric)]
-        run_dir.write_text("selection.txt", "\n\n".join(why) + "\n")
-    return tuner, fit
+    return tuner, fit, explain_retries(attempts, tuner.config.metric) if attempts else None
 
 
 def _holds(fit: FitResult, floor: float) -> bool:
@@ -129,10 +125,9 @@ def _holds(fit: FitResult, floor: float) -> bool:
 
 def _attempt(tuner: Finetuner, fit: FitResult, *, kept: bool) -> dict[str, Any]:
     metric = tuner.config.metric
-    depth = min(tuner.plan.trainable_blocks(tuner.layers.num_blocks), default=tuner.layers.num_blocks)
-    return {"plan": f"depth:{depth}", "spec": tuner.plan.spec, "validation": fit.best_metrics.get(metric),
-            "best_step": fit.best_step, "steps": fit.costs.get("steps"), "train_time_s": fit.costs["train_time_s"],
-            "floor_broke": floor_broke(fit), "kept": kept}
+    return {"plan": f"depth:{tuner.frozen_prefix_depth()}", "spec": tuner.plan.spec,
+            "validation": fit.best_metrics.get(metric), "best_step": fit.best_step, "steps": fit.costs.get("steps"),
+            "train_time_s": fit.costs["train_time_s"], "floor_broke": floor_broke(fit), "kept": kept}
 
 
 def explain_retries(attempts: list[dict[str, Any]], metric: str) -> str:

@@ -277,8 +277,9 @@ def _train(spec: RunSpec, run_dir: RunDir | None, saved_state: dict[str, Any] | 
                 run_dir.write_json("scores.json", selection["scores"].to_dict())
             if "race" in selection:
                 run_dir.write_json("race.json", selection["race"])
-    if run_dir and resolution.selections:
-        run_dir.write_text("selection.txt", "\n\n".join(s["explanation"] for s in resolution.selections) + "\n")
+    why = [s["explanation"] for s in resolution.selections]  # selection.txt, before training and after retries
+    if run_dir and why:
+        run_dir.write_text("selection.txt", "\n\n".join(why) + "\n")
     if run_dir and not resume:
         # Written once the inputs proved good and before training, so an interrupted run can resume.
         run_dir.write_yaml("config.yaml", spec.flat())
@@ -289,8 +290,10 @@ def _train(spec: RunSpec, run_dir: RunDir | None, saved_state: dict[str, Any] | 
             if isinstance(callback, TensorBoardLogger):
                 callback.close()
     if tuner.plan.retention_floor is not None and retention is not None:
-        tuner, fit = retry_deeper(tuner, fit, data, spec, task, lambda trained: retention.kept(trained, tokenizer),
-                                  run_dir, resolution.selections)
+        tuner, fit, retries = retry_deeper(tuner, fit, data, spec, task,
+                                           lambda trained: retention.kept(trained, tokenizer), run_dir)
+        if run_dir and retries:
+            run_dir.write_text("selection.txt", "\n\n".join([*why, retries]) + "\n")
     if resolution.selections:
         scoring_s = resolution.scoring_s
         fit.costs["scoring_s"] = scoring_s

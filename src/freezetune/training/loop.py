@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from freezetune.core.errors import FreezetuneError, Interrupted
-from freezetune.core.helpers import release_free_memory
+from freezetune.core.helpers import TRIM_EVERY, release_free_memory
 from freezetune.measure.costs import StepTimer
 from freezetune.measure.metrics import is_better
 from freezetune.training.callbacks import KEEPS_SKILL
@@ -24,8 +24,6 @@ from freezetune.training.interrupts import InterruptFlag
 from freezetune.training.lr_schedule import lr_factor
 from freezetune.training.resume import loader_generators, save_state, set_rng_state, snapshot
 from freezetune.training.state import TrainState
-
-TRIM_EVERY = 50  # steps (and cache batches) between returning the C heap's free pages to the system
 
 if TYPE_CHECKING:  # typing only: the Finetuner imports this module
     from freezetune.training.finetuner import Finetuner

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from freezetune.core.helpers import release_free_memory
+from freezetune.core.helpers import TRIM_EVERY, release_free_memory
 from freezetune.core.layout import LayerMap
 
 log = logging.getLogger("freezetune")
@@ -256,7 +256,7 @@ def build_caches(
     try:
         with torch.no_grad():
             for number, batch in enumerate(loader, 1):
-                if number % 50 == 0:
+                if number % TRIM_EVERY == 0:
                     release_free_memory()  # the previous batches' activations, freed but held by the C heap
                 indices = batch.pop("index")
                 batch.pop("labels", None)
