@@ -91,9 +91,11 @@ def test_min_class_count_1_keeps_a_stray_label(tiny_model_dir, tmp_path):
     ("--epochs", "0", r"--epochs must be at least 1, got 0"),
     ("--epochs", "-2", r"--epochs must be at least 1, got -2"),
 ])
-def test_zero_or_negative_numbers(flag, value, pattern, tiny_model_dir, sentiment_csv, tmp_path, capsys):
+@pytest.mark.parametrize("spelled", ["joined", "apart"])  # --lr=-1e-3 and --lr -1e-3 alike
+def test_zero_or_negative_numbers(flag, value, pattern, spelled, tiny_model_dir, sentiment_csv, tmp_path, capsys):
     out = tmp_path / "run"
-    refused([*train_args(tiny_model_dir, sentiment_csv, out), f"{flag}={value}"], capsys, pattern)
+    given = [f"{flag}={value}"] if spelled == "joined" else [flag, value]
+    refused([*train_args(tiny_model_dir, sentiment_csv, out), *given], capsys, pattern)
     assert not out.exists()
 
 

@@ -8,14 +8,24 @@ like every other bad input.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from typing import NoReturn
 
 from freezetune.core.errors import EXIT_BAD_INPUT, did_you_mean
 
 
+# argparse reads "-1e-3" as a flag (its own pattern knows only "-1" and "-0.5"), so ``--lr -1e-3``
+# failed with "expected one argument" instead of saying that the rate must be positive.
+NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+
+
 class OneLineParser(argparse.ArgumentParser):
-    """``error`` prints one line and exits 2; unknown flags get a "did you mean"."""
+    """``error`` prints one line and exits 2; unknown flags get a "did you mean"; "-1e-3" is a number."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = NEGATIVE_NUMBER
 
     def error(self, message: str) -> NoReturn:
         print(f"freezetune: error: {message} (see {self.prog} --help)", file=sys.stderr)
