@@ -14,7 +14,6 @@ from typing import NoReturn
 
 from freezetune.core.errors import EXIT_BAD_INPUT, did_you_mean
 
-
 # argparse reads "-1e-3" as a flag (its own pattern knows only "-1" and "-0.5"), so ``--lr -1e-3``
 # failed with "expected one argument" instead of saying that the rate must be positive.
 NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")

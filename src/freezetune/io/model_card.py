@@ -8,13 +8,12 @@ code. The same loading line goes into ``freezetune.json`` (key ``load``) for the
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from freezetune.core.config import CAUSAL_LM
 from freezetune.core.layout import EMBEDDINGS, HEAD
-from freezetune.io.rundir import is_run
+from freezetune.io.rundir import is_run, read_metrics
 
 _MAIN_METRICS = {  # per task: the numbers a reader looks for first, in this order
     "classification": ("accuracy", "macro_f1", "mcc"),
@@ -110,14 +109,8 @@ def _data_text(config: dict[str, Any]) -> str:
 def run_metrics(checkpoint_folder: Path) -> dict[str, Any] | None:
     """The run's ``metrics.json`` when the checkpoint sits in a run folder, else None."""
     run = checkpoint_folder.parent
-    path = run / "metrics.json"
-    if not is_run(run) or not path.is_file():
-        return None
-    try:
-        metrics = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError):
-        return None  # a damaged metrics file must not stop an export: the card says it has none
-    return metrics if isinstance(metrics, dict) else None
+    # a damaged metrics file must not stop an export: the card says it has none
+    return read_metrics(run) if is_run(run) else None
 
 
 def metrics_text(metrics: dict[str, Any] | None, task: str) -> str:

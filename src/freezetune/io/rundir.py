@@ -137,6 +137,15 @@ class RunDir:
         return f"RunDir({str(self.path)!r})"
 
 
+def read_metrics(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """A finished run's ``metrics.json``; None when it is absent or unreadable (cut off, edited by hand)."""
+    try:
+        metrics = json.loads((Path(folder) / "metrics.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # ValueError covers bad JSON and bad UTF-8
+        return None
+    return metrics if isinstance(metrics, dict) else None
+
+
 def read_metrics_log(folder: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """The records of ``folder/metrics.jsonl`` (none when it is absent); a line cut off by a kill is skipped."""
     path = Path(folder) / "metrics.jsonl"

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from freezetune.core.errors import FreezetuneError
-from freezetune.io.rundir import read_metrics_log
+from freezetune.io.rundir import read_metrics, read_metrics_log
 
 
 @dataclass
@@ -105,8 +105,10 @@ def load_comparison(folder: str | Path) -> Comparison:
 
 def _load_run(folder: Path) -> Run | None:
     """A finished run; None when it is gone or did not finish (the report leaves it out)."""
+    metrics = read_metrics(folder)
+    if metrics is None:
+        return None
     try:
-        metrics = json.loads((folder / "metrics.json").read_text())
         config_file = folder / "config.yaml"
         config = (yaml.safe_load(config_file.read_text()) if config_file.is_file() else None) or {}
         reported = metrics["test"] if metrics.get("reported_split") == "test" else metrics["validation"]

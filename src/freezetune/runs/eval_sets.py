@@ -10,15 +10,15 @@ takes part in model selection; validation stays ``--eval-data``'s job.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
+from freezetune.core.errors import FreezetuneError
 from freezetune.core.plan import Plan
 from freezetune.io.checkpoint import load_checkpoint
 from freezetune.io.data import EvalSet
-from freezetune.io.rundir import RunDir
+from freezetune.io.rundir import RunDir, read_metrics
 from freezetune.runs.paths import absolute
 from freezetune.training.finetuner import Finetuner
 
@@ -54,7 +54,9 @@ def complete_finished(folder: Path, summary: dict[str, Any], sets: dict[str, Eva
     the same name) are scored now on its kept checkpoint, and added to its metrics.json: no retraining."""
     if not sets:
         return {**summary, "eval_sets": {}}
-    saved = json.loads((folder / "metrics.json").read_text())
+    saved = read_metrics(folder)
+    if saved is None:
+        raise FreezetuneError(f"{folder / 'metrics.json'} is missing or unreadable; train the run again")
     scored = saved.get("eval_sets") or {}
     missing = {n: s for n, s in sets.items() if scored.get(n, {}).get("path") != absolute(str(s.path))}
     if missing:

@@ -29,7 +29,7 @@ from freezetune.core.errors import FreezetuneError
 from freezetune.core.layout import LayerMap
 from freezetune.core.model import load_tokenizer
 from freezetune.core.plan import Plan
-from freezetune.io.rundir import RunDir
+from freezetune.io.rundir import RunDir, read_metrics
 from freezetune.runs.eval_sets import complete_finished
 from freezetune.runs.loading import check_eval_sets, check_metric, load_data, load_model, make_task
 from freezetune.runs.paths import PATH_OPTIONS
@@ -207,13 +207,9 @@ def _summary(result) -> dict[str, Any]:
 
 
 def _finished(folder: Path) -> dict[str, Any] | None:
-    metrics = folder / "metrics.json"
-    if not metrics.is_file():
-        return None
-    try:
-        saved = json.loads(metrics.read_text())
-    except json.JSONDecodeError:
-        return None  # unreadable (written by hand, or by a much older version): train it again
+    saved = read_metrics(folder)
+    if saved is None:
+        return None  # not finished, or unreadable (written by hand, or by a much older version): train it again
     metric = saved["summary"].get("monitored", "accuracy")  # runs saved before the key existed monitored accuracy
     return {**saved["summary"], "monitored": metric, "validation_score": saved["validation"][metric]}
 
