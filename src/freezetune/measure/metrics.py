@@ -108,6 +108,20 @@ def is_better(metric: str, new: float, old: float | None, directions: dict[str, 
     return new > old if direction == "max" else new < old
 
 
+# The widest sampling error of a metric measured on n rows is SPREAD / sqrt(n): a proportion's standard
+# error is at most 0.5 / sqrt(n) (at 50 %), a correlation's at most 1 / sqrt(n). Losses have no such bound.
+_SAMPLING_SPREAD = {"accuracy": 0.5, "macro_f1": 0.5, "token_accuracy": 0.5, "exact_match": 0.5, "mcc": 1.0}
+
+
+def sampling_error(metric: str, n: int | None) -> float:
+    """The widest standard error of ``metric`` on ``n`` rows (0 when it has no bound or ``n`` is unknown).
+
+    Two models whose scores on the same rows differ by less than this are not told apart by them.
+    """
+    spread = _SAMPLING_SPREAD.get(metric)
+    return spread / math.sqrt(n) if spread is not None and n else 0.0
+
+
 def scalar_metrics(record: dict[str, Any], names: Iterable[str] | None = None) -> dict[str, float]:
     """The metrics of an evaluation record (those in ``names`` when given), in its order.
 
