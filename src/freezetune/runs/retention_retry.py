@@ -12,7 +12,7 @@ prefix, under the same floor, and keeps:
   validation's sampling error (``measure.metrics.sampling_error``: 2.2 points of accuracy on 500
   rows). Within that error the validation rows cannot tell the two plans apart, while the deeper
   one keeps more of the skill the floor protects. (Measured: on SST-2 the early-stopped
-  ``depth:0`` won by 0.2–0.6 points of validation in 2 of 3 seeds and lost 1–2 points on test.)
+  ``depth:0`` led by 0.2–0.6 points of validation in 2 of 3 seeds and trailed by 2–3 on test.)
 
 One retry is made when the first attempt held the floor for a while; the run deepens further only
 while the kept attempt cannot hold the floor even at its first evaluation. Each retry costs a run of
