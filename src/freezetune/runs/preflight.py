@@ -13,6 +13,7 @@ file are checked early; the strategy is checked once the model loads.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -23,7 +24,12 @@ from freezetune.core.layout import LayerMap
 from freezetune.core.model import SequenceClassifier, check_model_folder, default_pooling, load_config
 from freezetune.core.plan import Plan
 from freezetune.core.spec import parse_spec
-from freezetune.strategies.registry import check_fits
+from freezetune.runs.loading import check_eval_sets, check_metric
+from freezetune.runs.tensorboard_log import check_report_to
+from freezetune.strategies.registry import check_fits, check_spec
+
+if TYPE_CHECKING:
+    from freezetune.runs.run import RunSpec
 
 log = logging.getLogger("freezetune")
 
@@ -52,6 +58,21 @@ def empty_layout(model: ModelConfig, task: str) -> LayerMap | None:
     except Exception as error:  # noqa: BLE001 - only an early check: the real load reports the problem
         log.debug("no early check of the strategy against %s: %s", model.model, error)
         return None
+
+
+def check_inputs(strategies: list[str | Plan], spec: RunSpec, output: str | None, *, layout: bool = True) -> None:
+    """Everything a run or a sweep refuses before it reads data or loads weights: each strategy's grammar, the
+    monitored metric, the extra evaluation sets, the training numbers, where it logs, and (with ``layout``)
+    the model folder and each strategy against the model's layout."""
+    for strategy in strategies:
+        if isinstance(strategy, str):
+            check_spec(strategy)
+    check_metric(spec)
+    check_eval_sets(spec)
+    spec.train.validate()
+    check_report_to(spec.train, output)
+    if layout:
+        check_before_loading(strategies, spec.model, spec.data.task, spec.data.retention)
 
 
 def check_before_loading(strategies: list[str | Plan], model: ModelConfig, task: str, retention: str) -> None:

@@ -30,14 +30,14 @@ from freezetune.measure.units import format_bytes, format_duration
 from freezetune.runs.curves import write_curves
 from freezetune.runs.eval_sets import score_eval_sets, summarize
 from freezetune.runs.listeners import listeners
-from freezetune.runs.loading import check_eval_sets, check_metric, load_data, load_model, make_task, seed_everything
+from freezetune.runs.loading import load_data, load_model, make_task, seed_everything
 from freezetune.runs.paths import absolute_paths
-from freezetune.runs.preflight import check_before_loading
+from freezetune.runs.preflight import check_inputs
 from freezetune.runs.retention_retry import retry_deeper
-from freezetune.runs.tensorboard_log import TensorBoardLogger, check_report_to
+from freezetune.runs.tensorboard_log import TensorBoardLogger
 from freezetune.scoring.resolve import Resolution, resolve_strategy
 from freezetune.scoring.sample import sample_batches
-from freezetune.strategies.registry import check_spec, needs_context
+from freezetune.strategies.registry import needs_context
 from freezetune.tasks.task import monitored_metric
 from freezetune.training.distributed import ranks
 from freezetune.training.finetuner import Finetuner
@@ -206,13 +206,7 @@ def run_training(
     ``resume=True`` continues the interrupted run in ``spec.output`` (same settings required).
     """
     spec = spec.resolved()
-    spec.train.validate()
-    check_spec(spec.strategy)
-    check_metric(spec)
-    check_eval_sets(spec)
-    check_report_to(spec.train, spec.output)
-    if resolution is None:
-        check_before_loading([spec.strategy], spec.model, spec.data.task, spec.data.retention)
+    check_inputs([spec.strategy], spec, spec.output, layout=resolution is None)  # a sweep checked the layout
     saved_state = None
     if resume:
         run_dir, saved_state = _resumable(spec)

@@ -31,16 +31,15 @@ from freezetune.core.model import load_tokenizer
 from freezetune.core.plan import Plan
 from freezetune.io.rundir import RunDir, read_metrics
 from freezetune.runs.eval_sets import complete_finished
-from freezetune.runs.loading import check_eval_sets, check_metric, load_data, load_model, make_task
+from freezetune.runs.loading import load_data, load_model, make_task
 from freezetune.runs.paths import PATH_OPTIONS
-from freezetune.runs.preflight import check_before_loading
+from freezetune.runs.preflight import check_inputs
 from freezetune.runs.run import Retention, RunCaches, RunSpec, resolve_for_run, run_training
 from freezetune.runs.tables import results_columns, results_table
-from freezetune.runs.tensorboard_log import check_report_to
 from freezetune.scoring.resolve import Resolution, resolve_strategy
 from freezetune.scoring.select import compact
 from freezetune.strategies.lr_policy import default_lr
-from freezetune.strategies.registry import check_spec, needs_context
+from freezetune.strategies.registry import needs_context
 from freezetune.strategies.schedules import Schedule, rate_plan
 from freezetune.tasks.task import monitored_metric
 from freezetune.training.distributed import ranks
@@ -122,10 +121,8 @@ def run_sweep(sweep: Sweep) -> list[dict[str, Any]]:
     with that seed's head, exactly as a lone run would; the plan it chose sets the seed's rates
     and is the plan every run of that seed trains.
     """
-    for strategy in sweep.strategies:
-        check_spec(strategy)
-    check_metric(sweep.base)
-    check_eval_sets(sweep.base)
+    base = sweep.base.resolved()
+    check_inputs(sweep.strategies, base, sweep.output)
     if len(set(sweep.strategies)) != len(sweep.strategies):
         raise FreezetuneError("the same --strategy is listed twice")
     parse_grid(sweep.lr_grid)
@@ -135,10 +132,6 @@ def run_sweep(sweep: Sweep) -> list[dict[str, Any]]:
     out = Path(sweep.output)
     if out.is_file():
         raise FreezetuneError(f"{out} is a file; --output must be a folder")
-    base = sweep.base.resolved()
-    base.train.validate()
-    check_report_to(base.train, sweep.output)
-    check_before_loading(sweep.strategies, base.model, base.data.task, base.data.retention)
     tokenizer = load_tokenizer(base.model.model, gguf_file=base.model.gguf_file,
                                trust_remote_code=base.model.trust_remote_code)
     data = load_data(replace(base, train=replace(base.train, seed=sweep.data_seed)), tokenizer)
