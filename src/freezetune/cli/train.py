@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import freezetune
 from freezetune.cli.flags import STRATEGY_HELP, add_config_flag, add_run_flags, pick
 from freezetune.core.config import DataConfig, ModelConfig, TrainConfig
@@ -31,7 +29,7 @@ def run(args) -> int:
     spec = runs.RunSpec(strategy=args.strategy, data=pick(args, DataConfig), model=pick(args, ModelConfig),
                         train=pick(args, TrainConfig), output=args.output, overwrite=args.overwrite)
     result = runs.run_training(spec, resume=bool(args.resume))
-    if int(os.environ.get("RANK", "0")) != 0:  # launched data-parallel: rank 0 reports for all
+    if not result.reports:  # launched data-parallel: rank 0 reports for all
         return 0
     row = result.summary()
     print(runs.run_table(row))

@@ -104,6 +104,7 @@ class RunResult:
     output: Path | None
     summary_metrics: tuple[str, ...] = ("accuracy", "macro_f1", "mcc")  # the task's, headline first
     eval_sets: dict[str, dict[str, Any]] = field(default_factory=dict)  # --extra-eval / --ood-set: name -> metrics
+    reports: bool = True  # False on the data-parallel ranks other than 0: rank 0 reports for all
 
     def reported(self) -> tuple[str, dict[str, Any]]:
         """Which numbers to report: test when given, else (optimistic) validation."""
@@ -314,7 +315,7 @@ def _train(spec: RunSpec, run_dir: RunDir | None, saved_state: dict[str, Any] | 
         "dropped": data.dropped,
     }
     result = RunResult(spec, fit, validation, test, summary, run_dir.path if run_dir else None, task.summary_metrics,
-                       eval_sets)
+                       eval_sets, reports=ranks().is_main)
     if run_dir:
         started = time.perf_counter()
         saved = save_checkpoint(
