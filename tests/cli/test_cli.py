@@ -42,6 +42,23 @@ def test_train_writes_a_complete_run(tiny_model_dir, sentiment_csv, tmp_path, ca
     assert json.loads((out / "plan.json").read_text())["blocks"] == [2, 3]
 
 
+def test_a_data_parallel_rank_other_than_0_prints_nothing(tiny_model_dir, sentiment_csv, tmp_path, capsys,
+                                                           monkeypatch):
+    import freezetune.runs
+
+    real = freezetune.runs.run_training
+
+    def as_rank_1(spec, **kwargs):  # a second rank trains alike, but rank 0 reports for all
+        result = real(spec, **kwargs)
+        result.reports = False
+        return result
+
+    monkeypatch.setattr(freezetune.runs, "run_training", as_rank_1)
+    code, stdout, _ = run_cli(train_args(tiny_model_dir, sentiment_csv, tmp_path / "run", "--strategy", "head_only"),
+                              capsys)
+    assert code == 0 and stdout == ""
+
+
 def test_saved_config_reproduces_the_run(tiny_model_dir, sentiment_csv, tmp_path, capsys):
     first = tmp_path / "first"
     args = train_args(tiny_model_dir, sentiment_csv, first, "--strategy", "alternate",
