@@ -12,7 +12,7 @@ MB = 1_000_000
 
 def test_peak_memory_sees_a_large_allocation_that_is_freed_inside_the_region():
     with PeakMemory(device="cpu") as pm:
-        x = torch.ones(50_000_000, dtype=torch.float32)  # 200 MB, pages touched by ones()
+        x = torch.ones(50_000_000, dtype=torch.float32)  # 191 MiB, pages touched by ones()
         time.sleep(0.15)  # several sampling intervals
         del x
     assert pm.kind == "rss"

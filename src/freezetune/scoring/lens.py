@@ -27,7 +27,7 @@ from freezetune.scoring.sample import take
 from freezetune.tasks.causal_lm import IGNORE
 from freezetune.tasks.task import Task
 
-# Target rows read per lm_head call: logits of 512 rows of a 50k vocabulary take ~100 MB in float32.
+# Target rows read per lm_head call: logits of 512 rows of a 50k vocabulary take ~100 MiB in float32.
 CHUNK = 512
 
 
