@@ -54,7 +54,7 @@ SELECTORS = ["auto", "auto:fisher", "auto:snr", "auto:semantic", "auto:variabili
 # A retention floor changes how the chosen plan trains (the run keeps the best evaluation that keeps
 # the floor), so these are judged on runs of their own, 3 seeds like every plan.
 TRAINED = ["auto:retention=0.8"]
-VERSION = 4  # of the selectors' code: a stored choice from another version is made again
+VERSION = 5  # of the selectors' code: a stored choice from another version is made again
 RULES = {f"always {'lower_half' if r == 'depth:3' else 'top_k:2' if r == 'depth:4' else r}": r for r in P["rules"]}
 log = logging.getLogger("freezetune")
 
@@ -82,7 +82,9 @@ def selections(key: str, seeds: list[int]) -> dict[str, dict[int, dict]]:
     task = SequenceClassification(data.label_names)
     caches = RunCaches()
     layers = LayerMap.from_model(load_model(base, task))
-    depth_plans = {f"depth:{d}": resolve(f"depth:{d}", layers) for d in range(layers.num_blocks + 1)}
+    # what a selector may choose, as the sweep names it (auto falls back to LoRA when the data supports no block)
+    named = {f"depth:{d}": resolve(f"depth:{d}", layers) for d in range(layers.num_blocks + 1)}
+    named["lora:r=8"] = resolve("lora:r=8", layers)
     for selector, seed, path in missing:
         spec = replace(base, strategy=selector, train=replace(base.train, seed=seed))
         model = load_model(spec, task)
@@ -90,7 +92,7 @@ def selections(key: str, seeds: list[int]) -> dict[str, dict[int, dict]]:
         started = time.perf_counter()
         resolution = resolve_for_run(spec, model, task, data, tokenizer, caches, retention)
         seconds = time.perf_counter() - started
-        plan = next((name for name, p in depth_plans.items() if p == resolution.strategy), resolution.strategy.spec)
+        plan = next((name for name, p in named.items() if p == resolution.strategy), resolution.strategy.spec)
         saved = {"fingerprint": protocol.fingerprint(key), "version": VERSION, "selector": selector, "seed": seed,
                  "plan": plan,
                  "seconds": seconds, "explanation": "\n".join(s["explanation"] for s in resolution.selections)}

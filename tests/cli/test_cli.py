@@ -227,7 +227,9 @@ def test_auto_retention_floor_is_measured_at_every_evaluation_of_the_run(tiny_mo
 def test_a_retention_floor_that_breaks_retrains_deeper_and_the_folder_holds_the_kept_attempt(
         tiny_model_dir, sentiment_csv, tmp_path, capsys):
     out = tmp_path / "run"  # at this rate every block that trains moves the CKA below 99 %: only head only holds
-    args = train_args(tiny_model_dir, sentiment_csv, out, "--strategy", "auto:retention=0.99", "--retention", "cka",
+    # (the semantic scorer: on these 58 rows the gradient scorers' data support would choose LoRA, never deepened)
+    args = train_args(tiny_model_dir, sentiment_csv, out, "--strategy", "auto:semantic:retention=0.99",
+                      "--retention", "cka",
                       "--epochs", "2", "--lr", "0.3")
     assert main(args) == 0
     metrics = json.loads((out / "metrics.json").read_text())

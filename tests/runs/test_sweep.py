@@ -17,9 +17,9 @@ def test_auto_is_scored_once_per_seed_and_each_run_trains_the_scored_plan(tiny_m
         scored.append(result)
         return result
 
-    monkeypatch.setattr(auto_module, "score", counting)
+    monkeypatch.setattr(auto_module, "score", counting)  # semantic: 58 rows would support no block for gradient
     out = tmp_path / "cmp"
-    args = ["compare", "--model", tiny_model_dir, "--data", str(sentiment_csv), "--strategy", "auto:gradient:budget=1",
+    args = ["compare", "--model", tiny_model_dir, "--data", str(sentiment_csv), "--strategy", "auto:semantic:budget=1",
             "--strategy", "head_only", "--seeds", "2", "--lr-grid", "auto", "--output", str(out), *FAST]
     assert main(args) == 0
     assert len(scored) == 2  # one per seed: not once for rates and again in every run
@@ -38,7 +38,7 @@ def test_auto_is_scored_once_per_seed_and_each_run_trains_the_scored_plan(tiny_m
         assert f"chosen: blocks {chosen[0]}" in (run / "selection.txt").read_text()
     # the compare table names each seed's choice, and says why below it
     table = (out / "results.txt").read_text()
-    assert "chosen plan per seed" in table and "auto:gradient:budget=1, seed 1:" in table
+    assert "chosen plan per seed" in table and "auto:semantic:budget=1, seed 1:" in table
     row = next(r for r in json.loads((out / "results.json").read_text())["rows"] if r["strategy"].startswith("auto"))
     assert row["chosen"].count("blocks ") == 2 and set(row["selections"]) == {"0", "1"}
 

@@ -115,9 +115,12 @@ def test_measuring_strategies_get_their_sample_explicitly():
     model = tiny_classifier()
     with pytest.raises(FreezetuneError, match="scores the model on labelled data: pass a sample"):
         Finetuner(model, "auto:gradient:budget=1", progress=False)
-    tuner = Finetuner(model, "auto:gradient:budget=1", sample=toy_dataset(n=40), progress=False)
+    tuner = Finetuner(model, "auto:semantic:budget=1", sample=toy_dataset(n=40), progress=False)
     assert len(tuner.plan.blocks) == 1 and tuner.selections and "chosen: blocks" in tuner.selections[0]["explanation"]
-    assert tuner.plan.spec == "auto:gradient:budget=1"
+    assert tuner.plan.spec == "auto:semantic:budget=1"
+    # a data set as the sample also tells the gradient scorers how many rows train: 40 random rows support no block
+    tuner = Finetuner(model, "auto:gradient:budget=1", sample=toy_dataset(n=40), progress=False)
+    assert tuner.plan.lora is not None and "the 40 training rows" in tuner.selections[0]["explanation"]
 
 
 def test_the_training_layer_refuses_to_resolve_auto_itself():

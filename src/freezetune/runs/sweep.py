@@ -188,9 +188,12 @@ def run_sweep(sweep: Sweep) -> list[dict[str, Any]]:
 
 
 def _blocks(plan: Plan | Schedule) -> str:
-    """A chosen plan in a table cell: the blocks that train ("blocks 3-5"), or the schedule."""
+    """A chosen plan in a table cell: the blocks that train ("blocks 3-5"), LoRA ("LoRA r=8, blocks 0-5"),
+    or the schedule."""
     if not isinstance(plan, Plan):
         return getattr(plan, "spec", type(plan).__name__)
+    if plan.lora is not None:
+        return f"LoRA r={plan.lora.r}, blocks {compact(plan.lora.blocks) if plan.lora.blocks else 'all'}"
     return f"blocks {compact(plan.blocks)}" + (" + embeddings" if plan.embeddings else "")
 
 

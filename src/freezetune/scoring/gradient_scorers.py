@@ -31,22 +31,23 @@ class _GradStats:
     sq: dict[str, list[float]]  # per tensor: squared gradient norm of every batch
     sizes: list[int]  # rows per batch
     terms: list[int]  # per batch: what its mean loss averages over (rows; a causal LM's target tokens)
-    total: dict[str, torch.Tensor] | None  # per tensor: sum of the batch gradients (for snr)
+    total: dict[str, torch.Tensor]  # per tensor: sum of the batch gradients weighted by rows (float32)
 
 
-def _gradient_stats(model, task: Task, batches, max_samples, *, keep_sum: bool,
-                    max_batches: int | None) -> _GradStats:
+def _gradient_stats(model, task: Task, batches, max_samples, *, max_batches: int | None) -> _GradStats:
     """One forward + backward per batch, every parameter trainable, eval mode; ``.grad`` untouched.
 
     Gradients come from ``torch.autograd.grad`` (nothing accumulates into ``.grad``) of the task's
     mean loss over the batch. A causal LM batch without target tokens has no loss and is skipped.
+    The row-weighted sum of the batch gradients (one float32 copy of the weights) gives snr its
+    mean gradient and every scorer its noise scale.
     """
     named = list(model.named_parameters())
     names = [n for n, _ in named]
     stats = _GradStats(
         names, {n: p.numel() for n, p in named},
         {n: float(p.detach().double().norm()) for n, p in named},
-        {n: [] for n in names}, [], [], {} if keep_sum else None,
+        {n: [] for n in names}, [], [], {},
     )
     device = device_of(model)
     with untouched(model, trainable=True):
@@ -58,17 +59,39 @@ def _gradient_stats(model, task: Task, batches, max_samples, *, keep_sum: bool,
                 continue
             loss = task.loss(model(**inputs), targets)
             grads = torch.autograd.grad(loss, [p for _, p in named], allow_unused=True)
-            stats.sizes.append(len(targets))
+            rows = len(targets)
+            stats.sizes.append(rows)
             stats.terms.append(terms)
             for name, grad in zip(names, grads):
                 if grad is None:
                     stats.sq[name].append(0.0)
                     continue
                 stats.sq[name].append(float(grad.detach().double().pow(2).sum()))
-                if stats.total is not None:
-                    total = stats.total.get(name)
-                    stats.total[name] = grad.detach().double() if total is None else total + grad.detach()
+                weighted = grad.detach().float() * rows
+                total = stats.total.get(name)
+                stats.total[name] = weighted if total is None else total.add_(weighted)
     return stats
+
+
+def noise_scale(stats: _GradStats, names: list[str]) -> float | None:
+    """The gradient noise scale of ``names`` in rows: tr(Σ) / |G|², Σ one row's gradient covariance and
+    G the mean gradient (McCandlish et al. 2018, arXiv 1812.06162). A training set of N rows resolves the
+    direction of these weights' gradient only when N exceeds it. None: fewer than 2 batches, or no mean
+    gradient above the sampling noise.
+
+    A batch of b rows has E|g_b|² = |G|² + tr(Σ)/b, and the row-weighted mean of all batches
+    E|ḡ|² = |G|² + tr(Σ)/R (R rows in all); the two give tr(Σ) and |G|² without bias.
+    """
+    sizes = stats.sizes
+    rows = sum(sizes)
+    if len(sizes) < 2:
+        return None
+    small = sum(sum(stats.sq[n]) for n in names) / len(sizes)  # mean over batches of |g_b|²
+    big = sum(float((stats.total[n] / rows).double().pow(2).sum()) for n in names if n in stats.total)  # |ḡ|²
+    spread = sum(1 / b for b in sizes) / len(sizes) - 1 / rows
+    trace = (small - big) / spread
+    signal = big - trace / rows
+    return trace / signal if signal > 0 and trace > 0 else None
 
 
 def _tensor_normalise(values: dict[str, float], layers: LayerMap) -> dict[str, float]:
@@ -78,22 +101,25 @@ def _tensor_normalise(values: dict[str, float], layers: LayerMap) -> dict[str, f
     return {n: (v / top if top > 0 else 0.0) for n, v in values.items()}
 
 
-def _from_gradients(name: str, model, batches, layers, task, max_samples, max_batches, *, keep_sum: bool,
+def _from_gradients(name: str, model, batches, layers, task, max_samples, max_batches, *,
                     measure: Callable[[_GradStats], Callable[[list[str]], float]]) -> LayerScores:
     """A gradient scorer: ``measure(stats)`` maps a list of tensor names to a value; applied per
-    block (raw scores, normalised by the max) and per tensor (``tensor_scores``)."""
+    block (raw scores, normalised by the max) and per tensor (``tensor_scores``). Every block's
+    noise scale comes along (``noise_scale``)."""
     task_ = task_for(model, task, name)
 
     def run() -> LayerScores:
         layers_ = layers or LayerMap.from_model(model)
-        stats = _gradient_stats(model, task_, batches, max_samples, keep_sum=keep_sum, max_batches=max_batches)
+        stats = _gradient_stats(model, task_, batches, max_samples, max_batches=max_batches)
         if not stats.sizes:
             raise no_targets(name)
         value = measure(stats)
-        raw = [value(layers_.units[block_unit(i)]) for i in range(layers_.num_blocks)]
+        blocks = [layers_.units[block_unit(i)] for i in range(layers_.num_blocks)]
+        raw = [value(names) for names in blocks]
         tensors = _tensor_normalise({n: value([n]) for n in stats.names}, layers_)
         return LayerScores(name, normalise(raw), raw=raw, tensor_scores=tensors,
-                           samples=sum(stats.sizes), batches=len(stats.sizes))
+                           samples=sum(stats.sizes), batches=len(stats.sizes),
+                           noise_scale=[noise_scale(stats, names) for names in blocks])
 
     return timed(name, run)
 
@@ -111,7 +137,7 @@ def score_gradient(model, batches, *, layers: LayerMap | None = None, task: Task
 
         return rgn
 
-    return _from_gradients("gradient", model, batches, layers, task, max_samples, max_batches, keep_sum=False,
+    return _from_gradients("gradient", model, batches, layers, task, max_samples, max_batches,
                            measure=measure)
 
 
@@ -123,7 +149,8 @@ def score_snr(model, batches, *, layers: LayerMap | None = None, task: Task | No
         count = len(st.sizes)
         if count < 2:
             raise FreezetuneError(f"snr needs at least 2 batches to measure gradient noise, got {count}")
-        mean_sq = {n: float((t / count).pow(2).sum()) for n, t in st.total.items()}
+        rows = sum(st.sizes)
+        mean_sq = {n: float((t / rows).double().pow(2).sum()) for n, t in st.total.items()}
 
         def snr(names: list[str]) -> float:
             signal = sum(mean_sq.get(n, 0.0) for n in names)
@@ -132,7 +159,7 @@ def score_snr(model, batches, *, layers: LayerMap | None = None, task: Task | No
 
         return snr
 
-    return _from_gradients("snr", model, batches, layers, task, max_samples, max_batches, keep_sum=True,
+    return _from_gradients("snr", model, batches, layers, task, max_samples, max_batches,
                            measure=measure)
 
 
@@ -151,5 +178,5 @@ def score_fisher(model, batches, *, layers: LayerMap | None = None, task: Task |
 
         return fisher
 
-    return _from_gradients("fisher", model, batches, layers, task, max_samples, max_batches, keep_sum=False,
+    return _from_gradients("fisher", model, batches, layers, task, max_samples, max_batches,
                            measure=measure)

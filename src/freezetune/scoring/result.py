@@ -22,6 +22,8 @@ class LayerScores:
     samples: int = 0
     batches: int = 0
     details: dict[str, Any] = field(default_factory=dict)
+    # gradient scorers: per block, the gradient noise scale in rows (None: no signal above the noise)
+    noise_scale: list[float | None] | None = None
 
     @property
     def num_blocks(self) -> int:

@@ -84,58 +84,93 @@ def _check_scores(scores: LayerScores, layers: LayerMap) -> list[float]:
     return list(scores.scores)
 
 
+# ---------------------------------------------------------------------- data support
+def data_support(scores: LayerScores, rows: int | None) -> list[float] | None:
+    """Per block, the training rows over the block's gradient noise scale (None: no noise scale or row count).
+
+    At 1 or more the whole training set's gradient on the block has more signal than sampling noise,
+    so training the block learns the task; below 1 it mostly fits the noise of these rows. A block
+    whose sample showed no mean gradient above the noise has support 0.
+    """
+    if scores.noise_scale is None or not rows:
+        return None
+    return [rows / scale if scale else 0.0 for scale in scores.noise_scale]
+
+
 # ---------------------------------------------------------------------- block selection
-def _choose(values: list[float], budget: _Budget, contiguous: bool) -> tuple[tuple[int, ...], list[tuple[int, float]]]:
-    """Chosen blocks, and for the suffix mode every admissible (d, total score)."""
+def _choose(values: list[float], budget: _Budget, contiguous: bool, supported: list[bool] | None = None,
+            ) -> tuple[tuple[int, ...], list[tuple[int, float]]]:
+    """Chosen blocks (none when no supported block fits), and for the suffix mode every admissible (d, total)."""
     n = len(values)
+    supported = supported or [True] * n
     if contiguous:
         options = []
         for d in range(n - 1, -1, -1):  # shortest suffix first: ties keep the cheaper one
             blocks = tuple(range(d, n))
             if not budget.fits(blocks):
+                if not options:
+                    raise FreezetuneError("the budget cannot hold the top block, so no suffix fits; raise the budget")
+                break
+            if not supported[d]:
                 break
             options.append((d, sum(values[d:])))
         if not options:
-            raise FreezetuneError("the budget cannot hold the top block, so no suffix fits; raise the budget")
+            return (), options
         best_d = max(options, key=lambda o: o[1])[0]  # max keeps the first of equal totals
         return tuple(range(best_d, n)), options
     chosen: list[int] = []
     for b in sorted(range(n), key=lambda i: (-values[i], -i)):  # ties: the block nearer the output
         if chosen and values[b] <= 0:
             break
-        if budget.fits(tuple(chosen + [b])):
+        if supported[b] and budget.fits(tuple(chosen + [b])):
             chosen.append(b)
     return tuple(sorted(chosen)), []
 
 
-def select_blocks(scores: LayerScores, layers: LayerMap, *, budget: float | int, contiguous: bool = True) -> Plan:
+def select_blocks(scores: LayerScores, layers: LayerMap, *, budget: float | int, contiguous: bool = True,
+                  support: list[float] | None = None) -> Plan:
     """The blocks worth training under ``budget`` (see the module doc); head trains, embeddings frozen.
 
-    The plan's ``spec`` is the equivalent ``layers:...`` spec, so the choice can be re-run
-    without scoring; :func:`explain` says why it was made.
+    With ``support`` (:func:`data_support`) only blocks the training data supports (>= 1) are
+    candidates; the plan trains no block when none is. The plan's ``spec`` is the equivalent
+    ``layers:...`` spec, so the choice can be re-run without scoring; :func:`explain` says why it
+    was made.
     """
     values = _check_scores(scores, layers)
-    blocks, _ = _choose(values, _budget(layers, budget), contiguous)
+    blocks, _ = _choose(values, _budget(layers, budget), contiguous, _supported(support))
     return Plan(blocks=blocks, spec=f"layers:{compact(blocks)}").validate(layers)
 
 
-def explain(scores: LayerScores, layers: LayerMap, *, budget: float | int, contiguous: bool = True) -> str:
-    """Why :func:`select_blocks` chose what it chose: scores, budget, alternatives, choice."""
+def _supported(support: list[float] | None) -> list[bool] | None:
+    return None if support is None else [s >= 1 for s in support]
+
+
+def explain(scores: LayerScores, layers: LayerMap, *, budget: float | int, contiguous: bool = True,
+            support: list[float] | None = None, rows: int | None = None) -> str:
+    """Why :func:`select_blocks` chose what it chose: scores, data support, budget, alternatives, choice."""
     values = _check_scores(scores, layers)
     spent = _budget(layers, budget)
-    blocks, options = _choose(values, spent, contiguous)
+    blocks, options = _choose(values, spent, contiguous, _supported(support))
     counts = layers.counts()
     total = layers.total()
     mode = "best contiguous suffix (frozen prefix cached)" if contiguous else "top-scoring blocks"
     lines = [
         f"auto: scorer={scores.scorer} ({scores.samples} examples), budget {spent.text}, {mode}",
-        f"{'block':>5} {'score':>7} {'parameters':>12}  chosen",
+        f"{'block':>5} {'score':>7} {'parameters':>12} {'support':>8}  chosen",
     ]
     for i, value in enumerate(values):
-        lines.append(f"{i:>5} {value:>+7.3f} {counts[block_unit(i)]:>12,}  {'yes' if i in blocks else ''}")
+        backing = f"{support[i]:>8.2f}" if support is not None else f"{'':>8}"
+        lines.append(f"{i:>5} {value:>+7.3f} {counts[block_unit(i)]:>12,} {backing}  {'yes' if i in blocks else ''}")
+    if support is not None:
+        lines.append(f"support: the {rows:,} training rows over the block's gradient noise scale; a block below 1 "
+                     "would mostly fit the noise of these rows, so it is not a candidate")
     if contiguous:
         parts = [f"d={d}: {t:+.3f}" for d, t in options]
-        lines.append("suffix d..L-1 within budget, total score: " + ", ".join(parts))
+        lines.append("suffix d..L-1 within budget" + (" and supported" if support is not None else "")
+                     + ", total score: " + (", ".join(parts) or "none"))
+    if not blocks:
+        lines.append("chosen: no block (the data supports none)")
+        return "\n".join(lines)
     trained = sum(counts[block_unit(i)] for i in blocks)
     lines.append(
         f"chosen: blocks {compact(blocks)} ({len(blocks)} of {layers.num_blocks}; {trained:,} parameters = "
