@@ -216,6 +216,8 @@ def test_table_and_plot(tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     bars_only = LayerScores("gradient", [1.0, -0.5, 0.2])
     assert bars_only.plot(tmp_path / "g.png").stat().st_size > 1000
+    noisy = LayerScores("gradient", [1.0, 0.5], raw=[2.0, 1.0], noise_scale=[1234.4, None]).table().splitlines()
+    assert noisy[1].split()[-2:] == ["noise", "scale"] and "1,234" in noisy[2] and "no signal" in noisy[3]
 
 
 # ---------------------------------------------------------------------- selection by budget

@@ -42,12 +42,18 @@ class LayerScores:
             f"scorer: {self.scorer} ({self.samples} examples, {self.batches} batches, "
             f"{format_duration(self.seconds)}); "
             "blocks from 0 at the input; higher = more worth training",
-            f"{'block':>5} {'score':>7} {'raw':>11}",
+            f"{'block':>5} {'score':>7} {'raw':>11}" + (f" {'noise scale':>11}" if self.noise_scale else ""),
         ]
         for i, value in enumerate(self.scores):
             bar = ("+" if value >= 0 else "-") * round(abs(value) * 20)
             raw = f"{self.raw[i]:>11.4g}" if i < len(self.raw) else " " * 11
+            if self.noise_scale:
+                scale = self.noise_scale[i]
+                raw += f" {scale:>11,.0f}" if scale is not None else f" {'no signal':>11}"
             lines.append(f"{i:>5} {value:>+7.3f} {raw}  {bar}")
+        if self.noise_scale:
+            lines.append("noise scale: the training rows a block's gradient needs before its signal beats the "
+                         "sampling noise (auto trains only blocks with fewer)")
         if self.boundary_trace is not None:
             lines.append(f"{self.trace_name or 'trace'} at boundaries 0..{len(self.boundary_trace) - 1}:")
             lines.append("  " + "  ".join(f"{v:.4g}" for v in self.boundary_trace))
