@@ -138,7 +138,9 @@ def judge(key: str, seeds: list[int], chosen: dict[str, dict[int, dict]]) -> dic
     verdicts = [verdict(name, {s: chosen[name][s]["plan"] for s in seeds},
                         statistics.fmean(chosen[name][s]["seconds"] for s in seeds)) for name in chosen]
     for name in TRAINED:  # judged on their own runs: their plan and the evaluation they kept
-        own = runs[name]
+        own = runs.get(name, {})
+        if any(s not in own for s in seeds):
+            continue  # not run on this task yet: the report says so
         for s in seeds:
             value[name][s], sts[name][s] = protocol.metric(own[s], entry["metric"]), own[s]["summary"]["retention_after"]
         seconds = statistics.fmean(selection_seconds(own[s]) for s in seeds)
@@ -196,11 +198,11 @@ def report(results: dict) -> str:
         + " | mean regret | mean constrained regret | cost (share of one full run) |",
         "|" + " --- |" * (len(tasks) + 4),
     ]
-    names = [v["selector"] for v in tasks[0]["verdicts"]]
+    names = list(dict.fromkeys(v["selector"] for t in tasks for v in t["verdicts"]))
     summary = {}
     for name in names:
-        picked = [next(v for v in t["verdicts"] if v["selector"] == name) for t in tasks]
-        used = [v for v, t in zip(picked, tasks) if not t["degenerate"]]
+        picked = [next((v for v in t["verdicts"] if v["selector"] == name), None) for t in tasks]
+        used = [v for v, t in zip(picked, tasks) if v is not None and not t["degenerate"]]
         mean = statistics.fmean(100 * v["regret"] for v in used) if used else float("nan")
         mean_c = statistics.fmean(100 * v["regret_c"] for v in used) if used else float("nan")
         spread = statistics.fmean(100 * v["regret_sd"] for v in used) if used else float("nan")
@@ -208,9 +210,12 @@ def report(results: dict) -> str:
         cost = statistics.fmean(v["cost_share"] for v in used) if used else 0.0
         summary[name] = (mean, spread, mean_c, spread_c, cost)
         cells = [f"{'/'.join(short(p) for p in v['plans'])} {100 * v['regret']:+.1f} / {100 * v['regret_c']:+.1f}"
-                 + (f" ✗{v['breaks_floor']}" if v["breaks_floor"] else "") for v in picked]
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {mean:.2f} ± {spread:.2f} | {mean_c:.2f} ± "
-                     f"{spread_c:.2f} | {100 * cost:.1f}% |")
+                 + (f" ✗{v['breaks_floor']}" if v["breaks_floor"] else "") if v is not None else "not run"
+                 for v in picked]
+        counted_here = sum(not t["degenerate"] for t in tasks)
+        over = f" ({len(used)} of {counted_here} tasks)" if len(used) < counted_here else ""
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {mean:.2f} ± {spread:.2f}{over} | {mean_c:.2f} ± "
+                     f"{spread_c:.2f}{over} | {100 * cost:.1f}% |")
     lines += [
         "", "Cell: the plan chosen for each seed (d = depth, the frozen prefix; d0 = all blocks; d6 = head only), "
         "regret against the oracle / against the constrained oracle (✗n: n seeds broke the floor, counted as "
@@ -280,9 +285,9 @@ def plot(results: dict, path: Path) -> None:
         ax.set_ylabel(f"test {t['metric']} (mean ± sd, {len(P['seeds'])} seeds)", fontsize=8)
         ax.legend(fontsize=7, loc="lower left")
     ax = axes[-1]
-    names = [v["selector"] for v in tasks[0]["verdicts"]]
+    names = list(dict.fromkeys(v["selector"] for t in tasks for v in t["verdicts"]))
     used = [t for t in tasks if not t["degenerate"]] or tasks
-    means = [statistics.fmean(100 * next(v for v in t["verdicts"] if v["selector"] == n)["regret"] for t in used)
+    means = [statistics.fmean(100 * v["regret"] for t in used for v in t["verdicts"] if v["selector"] == n)
              for n in names]
     ax.barh(range(len(names)), means, color=["tab:blue" if n.startswith("auto") else "tab:grey" for n in names])
     ax.set_yticks(range(len(names)), names, fontsize=7)
@@ -314,8 +319,8 @@ def main() -> int:
             protocol.sweep(key, TRAINED, seeds)
         else:
             runs = by_plan(key)
-            if any(len(runs.get(p, {})) < len(seeds) for p in P["plans"] + TRAINED):
-                continue  # not measured yet
+            if any(len(runs.get(p, {})) < len(seeds) for p in P["plans"]):
+                continue  # not measured yet (a selector judged on its own runs may be missing: "not run")
             chosen = selections_stored(key, seeds)
             if chosen is None:
                 continue
@@ -341,13 +346,15 @@ def write(judged: list[dict], started: float) -> None:
 
 
 def selections_stored(key: str, seeds: list[int]) -> dict[str, dict[int, dict]] | None:
+    """Every selector's stored choice per seed, or None when one is missing or was made by other code."""
     out: dict[str, dict[int, dict]] = {}
     for selector in SELECTORS:
         for seed in seeds:
             path = SELECTIONS / key / f"{selector.replace(':', '_').replace('=', '-')}-seed{seed}.json"
-            if not path.is_file():
+            saved = json.loads(path.read_text()) if path.is_file() else None
+            if not saved or saved["fingerprint"] != protocol.fingerprint(key) or saved.get("version") != VERSION:
                 return None
-            out.setdefault(selector, {})[seed] = json.loads(path.read_text())
+            out.setdefault(selector, {})[seed] = saved
     return out
 
 
