@@ -145,7 +145,7 @@ def judge(key: str, seeds: list[int], chosen: dict[str, dict[int, dict]]) -> dic
             value[name][s], sts[name][s] = protocol.metric(own[s], entry["metric"]), own[s]["summary"]["retention_after"]
         seconds = statistics.fmean(selection_seconds(own[s]) for s in seeds)
         verdicts.append({**verdict(name, {s: name for s in seeds}, seconds),
-                         "plans": [trained_label(own[s], runs["depth:5"][s]) for s in seeds],
+                         "plans": [trained_label(own[s], runs["depth:5"][s], runs["depth:6"][s]) for s in seeds],
                          "train_time_s": statistics.fmean(own[s]["summary"]["train_time_s"] for s in seeds)})
     verdicts += [verdict(name, {s: plan for s in seeds}, 0.0) for name, plan in RULES.items()]
     ranked = sorted(P["plans"], key=mean.get, reverse=True)
@@ -246,10 +246,11 @@ def selection_seconds(run: dict) -> float:
     return run.get("scoring_s", 0.0) + (run.get("retention_guard") or {}).get("seconds", 0.0) + discarded
 
 
-def trained_label(run: dict, top_block: dict) -> str:
-    """A guarded run as a cell: its plan and the epoch it kept (d0·e2; lora·e9: fewer weights trained than
-    in the top block alone, ``top_block`` the depth:5 run)."""
-    lora = run["summary"]["trainable_params"] < top_block["summary"]["trainable_params"]
+def trained_label(run: dict, top_block: dict, head_only: dict) -> str:
+    """A guarded run as a cell: its plan and the epoch it kept (d0·e2; lora·e9: more weights trained than the
+    head alone and fewer than the top block, the depth:6 and depth:5 runs)."""
+    trained = run["summary"]["trainable_params"]
+    lora = head_only["summary"]["trainable_params"] < trained < top_block["summary"]["trainable_params"]
     plan = "lora" if lora else f"d{run['summary']['frozen_prefix_depth']}"
     return f"{plan}·e{run['validation']['epoch'] + 1}"
 
