@@ -97,7 +97,8 @@ def check_auto(layers: LayerMap, *, scorer: str = "gradient", method: str = "", 
         "granularity": "block, or tensor: pick individual weight tensors (needs gradient, snr or fisher)",
         "threshold": "granularity=tensor: every block tensor scoring at least this (0..1) instead of a budget",
         "lora": "put LoRA adapters of this rank on the chosen blocks instead of training them (LoRA on a "
-                "scorer's blocks), e.g. auto:lora=8",
+                "scorer's blocks), e.g. auto:lora=8; also the rank of the LoRA that adapts every block when the "
+                "training data supports none (default 8)",
     },
 )
 def auto(layers: LayerMap, context: ResolveContext, scorer: str = "gradient", method: str = "",
