@@ -68,9 +68,8 @@ def selections(key: str, seeds: list[int]) -> dict[str, dict[int, dict]]:
     missing = []
     for selector in SELECTORS:
         for seed in seeds:
-            path = folder / f"{selector.replace(':', '_').replace('=', '-')}-seed{seed}.json"
-            saved = json.loads(path.read_text()) if path.is_file() else None
-            if saved and saved["fingerprint"] == protocol.fingerprint(key) and saved.get("version") == VERSION:
+            path, saved = stored_choice(key, selector, seed)
+            if saved:
                 out[selector][seed] = saved
             else:
                 missing.append((selector, seed, path))
@@ -349,14 +348,21 @@ def write(judged: list[dict], started: float) -> None:
     plot(results, RESULTS / "regret.png")
 
 
+def stored_choice(key: str, selector: str, seed: int) -> tuple[Path, dict | None]:
+    """Where a selector's choice for a seed is committed, and the choice (None: missing, or made by other code)."""
+    path = SELECTIONS / key / f"{selector.replace(':', '_').replace('=', '-')}-seed{seed}.json"
+    saved = json.loads(path.read_text()) if path.is_file() else None
+    current = saved and saved["fingerprint"] == protocol.fingerprint(key) and saved.get("version") == VERSION
+    return path, saved if current else None
+
+
 def selections_stored(key: str, seeds: list[int]) -> dict[str, dict[int, dict]] | None:
     """Every selector's stored choice per seed, or None when one is missing or was made by other code."""
     out: dict[str, dict[int, dict]] = {}
     for selector in SELECTORS:
         for seed in seeds:
-            path = SELECTIONS / key / f"{selector.replace(':', '_').replace('=', '-')}-seed{seed}.json"
-            saved = json.loads(path.read_text()) if path.is_file() else None
-            if not saved or saved["fingerprint"] != protocol.fingerprint(key) or saved.get("version") != VERSION:
+            saved = stored_choice(key, selector, seed)[1]
+            if saved is None:
                 return None
             out.setdefault(selector, {})[seed] = saved
     return out
