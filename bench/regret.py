@@ -54,7 +54,9 @@ SELECTORS = ["auto", "auto:fisher", "auto:snr", "auto:semantic", "auto:variabili
 # A retention floor changes how the chosen plan trains (the run keeps the best evaluation that keeps
 # the floor), so these are judged on runs of their own, 3 seeds like every plan.
 TRAINED = ["auto:retention=0.8"]
-VERSION = 5  # of the selectors' code: a stored choice from another version is made again
+# The version of each selector's code: a stored choice made by another version is made again.
+VERSIONS = {"auto:method=race": 6}  # 6: ranks by validation loss where the metric does not tell candidates apart
+VERSION = 5  # every other selector
 RULES = {f"always {'lower_half' if r == 'depth:3' else 'top_k:2' if r == 'depth:4' else r}": r for r in P["rules"]}
 log = logging.getLogger("freezetune")
 
@@ -92,7 +94,8 @@ def selections(key: str, seeds: list[int]) -> dict[str, dict[int, dict]]:
         resolution = resolve_for_run(spec, model, task, data, tokenizer, caches, retention)
         seconds = time.perf_counter() - started
         plan = next((name for name, p in named.items() if p == resolution.strategy), resolution.strategy.spec)
-        saved = {"fingerprint": protocol.fingerprint(key), "version": VERSION, "selector": selector, "seed": seed,
+        saved = {"fingerprint": protocol.fingerprint(key), "version": VERSIONS.get(selector, VERSION),
+                 "selector": selector, "seed": seed,
                  "plan": plan,
                  "seconds": seconds, "explanation": "\n".join(s["explanation"] for s in resolution.selections)}
         path.write_text(json.dumps(saved, indent=1) + "\n")
@@ -352,7 +355,7 @@ def stored_choice(key: str, selector: str, seed: int) -> tuple[Path, dict | None
     """Where a selector's choice for a seed is committed, and the choice (None: missing, or made by other code)."""
     path = SELECTIONS / key / f"{selector.replace(':', '_').replace('=', '-')}-seed{seed}.json"
     saved = json.loads(path.read_text()) if path.is_file() else None
-    current = saved and saved["fingerprint"] == protocol.fingerprint(key) and saved.get("version") == VERSION
+    current = saved and saved["fingerprint"] == protocol.fingerprint(key) and saved.get("version") == VERSIONS.get(selector, VERSION)
     return path, saved if current else None
 
 

@@ -95,3 +95,35 @@ def test_race_rungs_lengthen_by_eta_until_one_candidate_is_left():
     race = context.selections[0]["race"]
     assert len(race["rungs"]) == 2 and race["rungs"][1] == 2 * race["rungs"][0]  # 5 -> 2 -> 1
     assert sorted(len(c["results"]) for c in race["candidates"]) == [1, 1, 1, 2, 2]
+
+
+def _candidate(depth: int, metric: float, loss: float):
+    from freezetune.scoring.race import Candidate
+    return Candidate(f"depth:{depth}", None, depth, 1e-4, 1.0, results=[(3, metric)], losses=[loss])
+
+
+def test_race_ranks_by_loss_where_the_metric_does_not_tell_candidates_apart():
+    from freezetune.scoring.race import _ranked
+    # every MCC is 0 after 3 steps (flat): the loss decides, not the deepest prefix
+    flat = [_candidate(1, 0.0, 0.62), _candidate(5, 0.0, 0.66), _candidate(3, 0.0, 0.60)]
+    assert [c.depth for c in _ranked(flat, "mcc", {"mcc": "max"}, margin=0.045)] == [3, 1, 5]
+    # a lead beyond the margin stands, whatever the loss; within it, the lower loss goes first
+    mixed = [_candidate(0, 0.80, 0.50), _candidate(2, 0.70, 0.30), _candidate(4, 0.79, 0.45)]
+    assert [c.depth for c in _ranked(mixed, "accuracy", {"accuracy": "max"}, margin=0.022)] == [4, 0, 2]
+    # no margin (a loss-like metric, or n unknown): exact ties go to the deeper prefix
+    ties = [_candidate(0, 0.5, 0.5), _candidate(2, 0.5, 0.5)]
+    assert [c.depth for c in _ranked(ties, "accuracy", {"accuracy": "max"})] == [2, 0]
+    # a task without a loss: the metric order stands
+    nan = [_candidate(0, 0.80, float("nan")), _candidate(2, 0.79, float("nan"))]
+    assert [c.depth for c in _ranked(nan, "accuracy", {"accuracy": "max"}, margin=0.05)] == [0, 2]
+
+
+def test_race_record_and_explanation_show_the_loss_and_the_margin():
+    model = tiny_classifier(num_blocks=4)
+    context = context_for(model)
+    resolve("auto:method=race", LayerMap.from_model(model), context)
+    race = context.selections[0]["race"]
+    assert race["margin"] == pytest.approx(0.5 / 24 ** 0.5)  # accuracy on 24 validation rows
+    assert all(len(c["losses"]) == len(c["results"]) and c["losses"][0] > 0 for c in race["candidates"])
+    explanation = context.selections[0]["explanation"]
+    assert "ranked by validation loss" in explanation and "accuracy / loss" in explanation

@@ -9,7 +9,11 @@ Multi-fidelity selection by successive halving (Jamieson & Talwalkar 2016; Li et
 2. Rung ``r`` trains each surviving candidate from the same start (the run's model, untouched,
    with the run's head) for ``n_r = n_0 * eta**r`` optimizer steps of the run's own settings (its
    warm-up and decay compressed to those steps), on one seeded subset of the training data, and
-   scores it on the validation data with the run's selection metric. The best ``1/eta`` survive.
+   scores it on the validation data with the run's selection metric. The best ``1/eta`` survive:
+   the metric ranks them where it tells them apart (by more than its sampling error on the
+   validation rows, :func:`freezetune.measure.metrics.sampling_error`); the candidates within
+   that margin of the best are ranked by validation loss, which is smooth where an early metric is
+   flat (after 3 steps every CoLA candidate scores MCC 0); exact ties go to the deeper prefix.
 3. The candidates share the frozen-prefix cache: each boundary's outputs are computed once for
    the race's training subset and the validation data, and every rung at that depth reuses them.
 4. ``n_0`` is the largest step count whose estimated cost stays within ``share`` of one full run
@@ -37,7 +41,7 @@ from freezetune.core.config import TrainConfig
 from freezetune.core.errors import FreezetuneError
 from freezetune.core.layout import HEAD, LayerMap, block_unit
 from freezetune.core.plan import Plan
-from freezetune.measure.metrics import METRIC_DIRECTIONS, is_better
+from freezetune.measure.metrics import METRIC_DIRECTIONS, is_better, sampling_error
 from freezetune.measure.units import format_duration
 from freezetune.scoring.select import within_budget
 from freezetune.strategies.lr_policy import default_lr
@@ -58,6 +62,7 @@ class Candidate:
     lr: float
     factor: float
     results: list[tuple[int, float]] = field(default_factory=list)  # (steps, validation metric) per rung
+    losses: list[float] = field(default_factory=list)  # validation loss per rung (nan when the task has none)
 
     @property
     def name(self) -> str:
@@ -74,6 +79,7 @@ class RaceResult:
     eta: int
     metric: str
     full_steps: int
+    margin: float  # the metric's sampling error on the validation rows: closer scores are ranked by loss
     note: str = ""
 
 
@@ -143,6 +149,7 @@ def race_plan(layers: LayerMap, context: ResolveContext, *, budget: float | None
     subset = train.shuffle(seed=config.seed).select(range(min(len(train), rungs[-1] * config.batch_size)))
     metric = monitored_metric(context.task, config.metric)
     directions = context.task.directions if context.task is not None else METRIC_DIRECTIONS
+    margin = sampling_error(metric, len(validation))
     alive = list(candidates)
     for r, steps in enumerate(rungs):
         for c in alive:
@@ -151,12 +158,14 @@ def race_plan(layers: LayerMap, context: ResolveContext, *, budget: float | None
             fit = tuner.fit(subset, validation)
             metrics = fit.best_metrics or tuner.evaluate(validation)
             c.results.append((steps, metrics[metric]))
-            log.info("race rung %d (%d steps): %s %s=%.4f", r + 1, steps, c.name, metric, metrics[metric])
-        alive = _ranked(alive, metric, directions)[: max(1, len(alive) // eta)]
+            c.losses.append(float(metrics.get("loss", math.nan)))
+            log.info("race rung %d (%d steps): %s %s=%.4f loss=%.4f", r + 1, steps, c.name, metric, metrics[metric],
+                     c.losses[-1])
+        alive = _ranked(alive, metric, directions, margin)[: max(1, len(alive) // eta)]
     note = (f"Even the shortest race (1 step per candidate in the first rung) costs about {cost(n0) / one_run:.0%} "
             f"of one run, more than share={share:g}: the data set is small next to its validation set.") if over else ""
     return RaceResult(alive[0], candidates, rungs, time.perf_counter() - started, cost(n0) / one_run, eta, metric,
-                      full_steps, note)
+                      full_steps, margin, note)
 
 
 def chosen_plan(result: RaceResult, layers: LayerMap) -> Plan:
@@ -190,34 +199,45 @@ def _rungs(candidates: int, n0: int, eta: int, full_steps: int) -> list[int]:
         steps *= eta
 
 
-def _ranked(candidates: list[Candidate], metric: str, directions) -> list[Candidate]:
-    """Best first by the last rung's validation metric; ties go to the deeper (cheaper) prefix."""
-    ranked = sorted(candidates, key=lambda c: -c.depth)
-    out: list[Candidate] = []
-    for c in ranked:
+def _ranked(candidates: list[Candidate], metric: str, directions, margin: float = 0.0) -> list[Candidate]:
+    """Best first by the last rung's validation metric, the candidates within ``margin`` of the best by
+    validation loss (the metric does not tell them apart), exact ties to the deeper (cheaper) prefix."""
+    by_metric: list[Candidate] = []
+    for c in sorted(candidates, key=lambda c: -c.depth):
         i = 0
-        while i < len(out) and not is_better(metric, c.results[-1][1], out[i].results[-1][1], directions):
+        while i < len(by_metric) and not is_better(metric, c.results[-1][1], by_metric[i].results[-1][1], directions):
             i += 1
-        out.insert(i, c)
-    return out
+        by_metric.insert(i, c)
+    best = by_metric[0].results[-1][1]
+    close = [c for c in by_metric if abs(c.results[-1][1] - best) <= margin]
+    if len(close) < 2 or any(math.isnan(c.losses[-1]) for c in close):
+        return by_metric
+    close.sort(key=lambda c: (c.losses[-1], -c.depth))
+    return close + [c for c in by_metric if c not in close]
 
 
 def explain_race(result: RaceResult) -> str:
     """What the race chose, what else it tried and how each candidate scored, in plain words."""
     rungs = ", ".join(str(s) for s in result.rungs)
+    tie = (f"; candidates within {result.margin:.4f} of the best (the sampling error of the validation rows) "
+           f"are ranked by validation loss" if result.margin else "")
     lines = [
         f"auto: method=race; {len(result.candidates)} candidates trained for {rungs} steps (successive halving, "
-        f"1/{result.eta} kept per rung) on the training data and ranked by validation {result.metric}; "
+        f"1/{result.eta} kept per rung) on the training data and ranked by validation {result.metric}{tie}; "
         f"one full run is {result.full_steps} steps. Race cost: {format_duration(result.seconds)} "
         f"(estimated {result.estimated_share:.0%} of one full run).",
-        f"{'candidate':<24} " + " ".join(f"{f'{s} steps':>10}" for s in result.rungs),
+        f"{'candidate':<24} " + " ".join(f"{f'{s} steps: {result.metric} / loss':>28}" for s in result.rungs),
     ]
     for c in sorted(result.candidates, key=lambda c: (-len(c.results), c.depth)):
-        cells = {steps: value for steps, value in c.results}
-        row = f"{c.name:<24} " + " ".join(f"{cells[s]:>10.4f}" if s in cells else f"{'-':>10}" for s in result.rungs)
+        cells = {steps: f"{value:.4f} / {loss:.4f}" for (steps, value), loss in zip(c.results, c.losses)}
+        row = f"{c.name:<24} " + " ".join(f"{cells.get(s, '-'):>28}" for s in result.rungs)
         lines.append(row + ("   <- chosen" if c is result.chosen else ""))
     lines.append(f"chosen: {result.chosen.name}, validation {result.metric} {result.chosen.results[-1][1]:.4f} after "
                  f"{result.chosen.results[-1][0]} steps")
+    if result.rungs[-1] * 3 < result.full_steps:
+        lines.append(f"The last rung trained {result.rungs[-1]} of the run's {result.full_steps} steps: a short "
+                     "run favours the plans that learn fastest (fewer blocks at a higher rate), and its ranking may "
+                     "not hold at the end of a full run (docs/scoring.md, 'Why the race loses here').")
     if result.note:
         lines.append(result.note)
     return "\n".join(lines)
@@ -228,7 +248,7 @@ def race_record(result: RaceResult) -> dict:
     return {
         "chosen": result.chosen.name, "metric": result.metric, "rungs": result.rungs, "eta": result.eta,
         "seconds": result.seconds, "estimated_share": result.estimated_share, "full_steps": result.full_steps,
-        "note": result.note,
-        "candidates": [{"name": c.name, "spec": c.spec, "lr": c.lr, "results": c.results}
+        "note": result.note, "margin": result.margin,
+        "candidates": [{"name": c.name, "spec": c.spec, "lr": c.lr, "results": c.results, "losses": c.losses}
                        for c in result.candidates],
     }
