@@ -151,15 +151,15 @@ def _name(strategy: str, seed: int, lr: float) -> str:
     return f"{strategy.replace(':', '_')}-seed{seed}-lr{lr:g}.json"
 
 
-def restore(key: str) -> int:
+def restore(key: str, shelf: str | None = None) -> int:
     """Write every committed summary of the task back into the local run store; count them."""
-    base, count = base_spec(key), 0
-    for path in sorted((COMMITTED / key).glob("*.json")):
+    base, count, shelf = base_spec(key), 0, shelf or key
+    for path in sorted((COMMITTED / shelf).glob("*.json")):
         saved = json.loads(path.read_text())
         if saved["fingerprint"] != fingerprint(key):
             continue  # the protocol changed since: that run is retrained
         spec = replace(base, strategy=saved["strategy"], train=replace(base.train, seed=saved["seed"], lr=saved["lr"]))
-        folder = run_folder(STORE / key, spec)
+        folder = run_folder(STORE / shelf, spec)
         if not (folder / "metrics.json").is_file():
             folder.mkdir(parents=True, exist_ok=True)
             metrics = {k: saved[k] for k in ("summary", "validation", "test")}
@@ -168,19 +168,19 @@ def restore(key: str) -> int:
     return count
 
 
-def adopt(key: str) -> int:
+def adopt(key: str, shelf: str | None = None) -> int:
     """Move runs trained before the run hash last changed (a new option) to their current folders.
 
     A run is adopted when every setting its config.yaml names equals the current spec's (paths
     compared as written); options added since are at their defaults. Its checkpoint comes with
     it, so an evaluation set added later is scored on it instead of retraining. Counts them.
     """
-    base, count = base_spec(key), 0
-    for config in sorted((STORE / key).glob("*/config.yaml")):
+    base, count, shelf = base_spec(key), 0, shelf or key
+    for config in sorted((STORE / shelf).glob("*/config.yaml")):
         saved = yaml.safe_load(config.read_text()) or {}
         spec = replace(base, strategy=saved["strategy"], train=replace(base.train, seed=saved["seed"],
                                                                        lr=saved["lr"]))
-        target = run_folder(STORE / key, spec)
+        target = run_folder(STORE / shelf, spec)
         # pooling is saved resolved ("mean"), the spec asks for "auto"
         current = {k: v for k, v in spec.flat().items() if k not in ("output", "progress", "pooling")}
         same = all(_same(saved[k], v) for k, v in current.items() if k in saved)
@@ -203,10 +203,11 @@ def _same(saved: Any, current: Any) -> bool:
     return saved == current
 
 
-def harvest(key: str) -> list[dict[str, Any]]:
+def harvest(key: str, shelf: str | None = None) -> list[dict[str, Any]]:
     """Commit every run of the task trained here (a small JSON each); return every committed run."""
-    (COMMITTED / key).mkdir(parents=True, exist_ok=True)
-    for config in sorted((STORE / key).glob("*/config.yaml")):  # restored runs have no config.yaml
+    shelf = shelf or key
+    (COMMITTED / shelf).mkdir(parents=True, exist_ok=True)
+    for config in sorted((STORE / shelf).glob("*/config.yaml")):  # restored runs have no config.yaml
         metrics_path = config.parent / "metrics.json"
         if not metrics_path.is_file():
             continue  # cut off: the next sweep trains it again
@@ -219,13 +220,13 @@ def harvest(key: str) -> list[dict[str, Any]]:
         costs = metrics.get("costs", {})
         saved.update({k: costs[k] for k in ("scoring_s", "retention_guard", "retention_retries")
                       if k in costs})  # what auto spent choosing and guarding
-        (COMMITTED / key / _name(saved["strategy"], seed, saved["lr"])).write_text(json.dumps(saved, indent=1) + "\n")
-    return committed(key)
+        (COMMITTED / shelf / _name(saved["strategy"], seed, saved["lr"])).write_text(json.dumps(saved, indent=1) + "\n")
+    return committed(key, shelf)
 
 
-def committed(key: str) -> list[dict[str, Any]]:
-    """Every committed run of the task under the current protocol."""
-    runs = [json.loads(p.read_text()) for p in sorted((COMMITTED / key).glob("*.json"))]
+def committed(key: str, shelf: str | None = None) -> list[dict[str, Any]]:
+    """Every committed run of the task under the current protocol (on ``shelf``: a study's own runs)."""
+    runs = [json.loads(p.read_text()) for p in sorted((COMMITTED / (shelf or key)).glob("*.json"))]
     return [r for r in runs if r["fingerprint"] == fingerprint(key)]
 
 
@@ -244,22 +245,29 @@ def metric(run: dict[str, Any], name: str, split: str = "test") -> float:
     return values[name]
 
 
-def sweep(key: str, plans: list[str], seeds: list[int], lr: float | None = None) -> list[dict[str, Any]]:
-    """Train every (plan, seed) of the task not yet finished; commit and return every finished run."""
-    adopted = adopt(key)
+def sweep(key: str, plans: list[str], seeds: list[int], lr: float | None = None, lr_grid: str | None = None,
+          shelf: str | None = None) -> list[dict[str, Any]]:
+    """Train every (plan, seed) of the task not yet finished; commit and return every finished run.
+
+    ``lr_grid`` ("1e-4,3e-4") trains each at every rate listed; ``shelf`` keeps a study's runs apart
+    from the protocol's (bench/results/runs/<shelf>/), so that readers of the task's runs see one
+    rate per plan.
+    """
+    shelf = shelf or key
+    adopted = adopt(key, shelf)
     if adopted:
-        log.info("%s: %d runs moved to their current folders", key, adopted)
-    restored = restore(key)
+        log.info("%s: %d runs moved to their current folders", shelf, adopted)
+    restored = restore(key, shelf)
     if restored:
-        log.info("%s: %d runs restored from bench/results/runs/%s", key, restored, key)
+        log.info("%s: %d runs restored from bench/results/runs/%s", shelf, restored, shelf)
     base = base_spec(key)
     if lr is not None:
         base = replace(base, train=replace(base.train, lr=lr))
     for plan in plans:  # one plan at a time, each committed as soon as it is done
-        run_sweep(Sweep(strategies=[plan], base=base, seeds=seeds, output=str(STORE / f"{key}_table"),
-                        runs=str(STORE / key)))
-        harvest(key)
-    return committed(key)
+        run_sweep(Sweep(strategies=[plan], base=base, seeds=seeds, lr_grid=lr_grid,
+                        output=str(STORE / f"{shelf}_table"), runs=str(STORE / shelf)))
+        harvest(key, shelf)
+    return committed(key, shelf)
 
 
 def log_progress() -> None:
