@@ -72,6 +72,7 @@ def test_a_broken_floor_retries_deeper_until_it_holds_and_keeps_the_better_valid
     assert kept_fit.costs["train_time_s"] == pytest.approx(kept["train_time_s"] + others)
     assert others >= first_time
     assert "<- kept" in explain_retries(attempts, metric, 0.1)
+    assert tuner.optimizer is None  # the first attempt's moments were freed before the retry trained
 
 
 def test_a_floor_that_holds_trains_once():

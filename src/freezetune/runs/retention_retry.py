@@ -87,6 +87,7 @@ def deepen_while_forgetting(tuner: Finetuner, fit: FitResult, data, *, fresh_mod
                  "floor ...", current_fit.costs["retention_guard"]["evaluations"][-1]["step"],
                  current.frozen_prefix_depth(), plan.spec)
         records = _Records()
+        current.optimizer = None  # its moments (twice its trained weights) are never used again: free them first
         retry = Finetuner(fresh_model(), plan, config=tuner.config, task=tuner.task, pad_token_id=tuner.pad_token_id,
                           tokenizer_name=tuner.tokenizer_name, cache_store=tuner.cache_store,
                           callbacks=[*callbacks_for(plan, measure), ProgressLog(), MetricsLogger(records)])
