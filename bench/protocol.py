@@ -230,6 +230,27 @@ def committed(key: str, shelf: str | None = None) -> list[dict[str, Any]]:
     return [r for r in runs if r["fingerprint"] == fingerprint(key)]
 
 
+def rate_shelf(key: str) -> str:
+    """Where bench/rate_grid.py keeps a task's runs at other rates than each plan's default."""
+    return f"{key}@rates"
+
+
+def rate_picked(key: str, plans: list[str], seeds: list[int]) -> dict[str, dict[int, dict[str, Any]]]:
+    """Each plan's run per seed at the rate with the best validation metric, among its default-rate run
+    (the protocol sweep's) and the rate study's (``rate_shelf``), as `compare --lr-grid` picks; a tie
+    keeps the default."""
+    name = task(key)["metric"]
+    candidates: dict[str, dict[int, list[dict[str, Any]]]] = {p: {s: [] for s in seeds} for p in plans}
+    for run in committed(key) + committed(key, rate_shelf(key)):  # the default-rate runs first
+        if run["strategy"] in plans and run["seed"] in seeds:
+            candidates[run["strategy"]][run["seed"]].append(run)
+    missing = [(p, s) for p in plans for s in seeds if not candidates[p][s]]
+    if missing:
+        raise SystemExit(f"{key}: no run of {missing}: run bench/protocol.py --tasks {key} first")
+    return {p: {s: max(runs, key=lambda r: metric(r, name, "validation")) for s, runs in by_seed.items()}
+            for p, by_seed in candidates.items()}
+
+
 def _slim(metrics: dict[str, Any] | None) -> dict[str, Any] | None:
     """Drop what no report reads (long per-step lists), keep the metrics and per-class scores."""
     if metrics is None:

@@ -5,6 +5,8 @@ For each task, the plans train at their default rate × 1/3 and × 3 as well (th
 kept, as a user's `compare --lr-grid auto` would keep it. The default-rate runs are the protocol
 sweep's (bench/results/runs/<task>/); the others are this study's own
 (bench/results/runs/<task>@rates/, so the protocol's readers still see one rate per plan).
+Where the grid changes the best plan, the protocol lists the task under `rate_grid:` and
+bench/regret.py's oracle picks each plan's rate the same way.
 
 Reported per task: each plan's test metric at its default rate and at the rate picked on
 validation, the factors picked, the oracle with and without the grid, and each selector's regret
@@ -34,10 +36,6 @@ FACTORS = (1 / 3, 3.0)
 P = protocol.PROTOCOL
 
 
-def shelf(key: str) -> str:
-    return f"{key}@rates"
-
-
 def default_runs(key: str, plans: list[str], seeds: list[int]) -> dict[str, dict[int, dict]]:
     """The protocol sweep's run of each plan and seed (each at the plan's default rate)."""
     out: dict[str, dict[int, dict]] = {}
@@ -55,26 +53,15 @@ def train(key: str, plans: list[str], seeds: list[int]) -> None:
     for plan in plans:
         rate = defaults[plan][seeds[0]]["lr"]
         grid = ",".join(str(round(rate * f, 8)) for f in FACTORS)  # as compare --lr-grid auto writes them
-        protocol.sweep(key, [plan], seeds, lr_grid=grid, shelf=shelf(key))
+        protocol.sweep(key, [plan], seeds, lr_grid=grid, shelf=protocol.rate_shelf(key))
 
 
 def judge(key: str, plans: list[str], seeds: list[int]) -> dict:
     metric = P["tasks"][key]["metric"]
-    defaults = default_runs(key, plans, seeds)
-    runs: dict[str, dict[int, list[dict]]] = {p: {s: [defaults[p][s]] for s in seeds} for p in plans}
-    for run in protocol.committed(key, shelf(key)):
-        if run["strategy"] in plans and run["seed"] in seeds:
-            runs[run["strategy"]][run["seed"]].append(run)
-    rows = {}
-    for p in plans:
-        picked = {}
-        for s in seeds:
-            default_lr = defaults[p][s]["lr"]
-            # the best validation metric; on a tie the default rate (listed first) stays
-            picked[s] = max(runs[p][s], key=lambda r: protocol.metric(r, metric, "validation"))
-            picked[s] = {"lr": picked[s]["lr"], "factor": picked[s]["lr"] / default_lr,
-                         "test": protocol.metric(picked[s], metric), "trained": len(runs[p][s])}
-        rows[p] = {"default": {s: protocol.metric(defaults[p][s], metric) for s in seeds}, "picked": picked}
+    defaults, picked = default_runs(key, plans, seeds), protocol.rate_picked(key, plans, seeds)
+    rows = {p: {"default": {s: protocol.metric(defaults[p][s], metric) for s in seeds},
+                "picked": {s: {"lr": picked[p][s]["lr"], "factor": picked[p][s]["lr"] / defaults[p][s]["lr"],
+                               "test": protocol.metric(picked[p][s], metric)} for s in seeds}} for p in plans}
     mean_default = {p: statistics.fmean(rows[p]["default"].values()) for p in plans}
     mean_grid = {p: statistics.fmean(v["test"] for v in rows[p]["picked"].values()) for p in plans}
     oracle, oracle_grid = max(plans, key=mean_default.get), max(plans, key=mean_grid.get)

@@ -121,17 +121,25 @@ def judge(key: str, seeds: list[int], chosen: dict[str, dict[int, dict]]) -> dic
     sts.update({name: {} for name in TRAINED})
     mean = {p: statistics.fmean(value[p][s] for s in seeds) for p in P["plans"]}
     mean_sts = {p: statistics.fmean(sts[p][s] for s in seeds) for p in P["plans"]}
-    mcc = {p: statistics.fmean(runs[p][s]["test"]["mcc"] for s in seeds) for p in P["plans"]}
-    oracle = max(P["plans"], key=mean.get)
-    feasible = [p for p in P["plans"] if mean_sts[p] >= FLOOR]
-    oracle_c = max(feasible, key=mean.get)
+    # The oracle's candidates: every plan at its default rate and, where the protocol lists a rate grid, every
+    # plan again at the rate picked on validation ("<plan>@best"). Selectors and rules train at the default rate.
+    candidates = {p: runs[p] for p in P["plans"]}
+    if key in P.get("rate_grid", []):
+        candidates.update({f"{p}@best": r for p, r in protocol.rate_picked(key, P["plans"], seeds).items()})
+    cand_value = {c: {s: protocol.metric(r[s], entry["metric"]) for s in seeds} for c, r in candidates.items()}
+    cand_mean = {c: statistics.fmean(v.values()) for c, v in cand_value.items()}
+    cand_sts = {c: statistics.fmean(r[s]["summary"].get("retention_after") for s in seeds)
+                for c, r in candidates.items()}
+    oracle = max(candidates, key=cand_mean.get)
+    oracle_c = max((c for c in candidates if cand_sts[c] >= FLOOR), key=cand_mean.get)
+    mcc = statistics.fmean(candidates[oracle][s]["test"]["mcc"] for s in seeds)
     one_run = statistics.fmean(runs["full"][s]["summary"]["train_time_s"] for s in seeds)
 
     def verdict(name: str, plans: dict[int, str], seconds: float) -> dict:
-        plain = [value[oracle][s] - value[plans[s]][s] for s in seeds]
+        plain = [cand_value[oracle][s] - value[plans[s]][s] for s in seeds]
         # a choice that breaks the floor on its seed counts as the user's fallback, head_only
         counted = {s: value[plans[s]][s] if sts[plans[s]][s] >= FLOOR else value["depth:6"][s] for s in seeds}
-        constrained = [value[oracle_c][s] - counted[s] for s in seeds]
+        constrained = [cand_value[oracle_c][s] - counted[s] for s in seeds]
         return {"selector": name, "plans": [plans[s] for s in seeds], "cost_share": seconds / one_run,
                 "regret": statistics.fmean(plain), "regret_sd": statistics.stdev(plain),
                 "regret_c": statistics.fmean(constrained), "regret_c_sd": statistics.stdev(constrained),
@@ -150,14 +158,17 @@ def judge(key: str, seeds: list[int], chosen: dict[str, dict[int, dict]]) -> dic
                          "plans": [trained_label(own[s], runs["depth:5"][s], runs["depth:6"][s]) for s in seeds],
                          "train_time_s": statistics.fmean(own[s]["summary"]["train_time_s"] for s in seeds)})
     verdicts += [verdict(name, {s: plan for s in seeds}, 0.0) for name, plan in RULES.items()]
-    ranked = sorted(P["plans"], key=mean.get, reverse=True)
+    ranked = sorted(candidates, key=cand_mean.get, reverse=True)
     return {
-        "key": key, "task": entry["name"], "metric": entry["metric"], "degenerate": mcc[oracle] < P["degenerate_mcc"],
+        "key": key, "task": entry["name"], "metric": entry["metric"], "degenerate": mcc < P["degenerate_mcc"],
         "plans": {p: {"mean": mean[p], "sd": statistics.stdev(value[p][s] for s in seeds), "sts": mean_sts[p],
-                      "mcc": mcc[p], "train_time_s": statistics.fmean(runs[p][s]["summary"]["train_time_s"]
-                                                                       for s in seeds)} for p in P["plans"]},
-        "oracle": oracle, "oracle_sd": statistics.stdev(value[oracle][s] for s in seeds),
-        "oracle_margin": mean[oracle] - mean[ranked[1]], "oracle_c": oracle_c, "one_run_s": one_run,
+                      "train_time_s": statistics.fmean(runs[p][s]["summary"]["train_time_s"] for s in seeds)}
+                  for p in P["plans"]},
+        "best_rate": {p: {"mean": cand_mean[f"{p}@best"], "sts": cand_sts[f"{p}@best"],
+                          "factors": [candidates[f"{p}@best"][s]["lr"] / runs[p][s]["lr"] for s in seeds]}
+                      for p in P["plans"] if f"{p}@best" in candidates},
+        "oracle": oracle, "oracle_sd": statistics.stdev(cand_value[oracle][s] for s in seeds),
+        "oracle_margin": cand_mean[oracle] - cand_mean[ranked[1]], "oracle_c": oracle_c, "one_run_s": one_run,
         "verdicts": verdicts,
     }
 
@@ -186,13 +197,21 @@ def report(results: dict) -> str:
     for plan in P["plans"]:
         cells = []
         for t in tasks:
-            row = t["plans"][plan]
-            mark = "**" if plan == t["oracle"] else ""
-            under = "_" if plan == t["oracle_c"] else ""
-            cells.append(f"{mark}{under}{row['mean']:.3f}{under}{mark} ± {row['sd']:.3f} / {row['sts']:.2f}")
+            row, best = t["plans"][plan], t.get("best_rate", {}).get(plan)
+            cell = f"{marked(t, plan, row['mean'])} ± {row['sd']:.3f} / {row['sts']:.2f}"
+            if best:
+                factors = "/".join(f"×{f:.2g}" for f in best["factors"])
+                cell += f"; at {factors}: {marked(t, plan + '@best', best['mean'])} / {best['sts']:.2f}"
+            cells.append(cell)
         lines.append(f"| {plan} | " + " | ".join(cells) + " |")
     lines += [
-        "", "Bold: the oracle; underlined: the constrained oracle (STS-B ≥ floor). The oracle is the maximum of "
+        "", "Bold: the oracle; underlined: the constrained oracle (STS-B ≥ floor)."
+        + (" On " + ", ".join(t["task"] for t in tasks if t.get("best_rate")) + " a rate grid changes the best plan "
+           "(bench/results/rate_grid.md): there every plan also trained at ×1/3 and ×3 its default rate and kept the "
+           "rate picked on validation, per seed (the factors after \"at\"); the oracle is the best of these and "
+           "the default-rate plans. Selectors and rules train at the default rate, as a user's run does."
+           if any(t.get("best_rate") for t in tasks) else "")
+        + " The oracle is the maximum of "
         "noisy means: " + "; ".join(f"{t['task']}: sd {100 * t['oracle_sd']:.1f} points, "
                                     f"{100 * t['oracle_margin']:.1f} above the runner-up" for t in tasks) + ".",
         "", "## Choices and regret (points of the task metric)", "",
@@ -240,6 +259,13 @@ def report(results: dict) -> str:
     if not counted:
         lines.append("- no non-degenerate task yet: no target can be judged")
     return "\n".join(lines) + "\n"
+
+
+def marked(task: dict, candidate: str, value: float) -> str:
+    """A plan's mean, bold when it is the oracle, underlined when it is the constrained oracle."""
+    text = f"{value:.3f}"
+    text = f"_{text}_" if candidate == task["oracle_c"] else text
+    return f"**{text}**" if candidate == task["oracle"] else text
 
 
 def selection_seconds(run: dict) -> float:
