@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -36,20 +37,9 @@ FACTORS = (1 / 3, 3.0)
 P = protocol.PROTOCOL
 
 
-def default_runs(key: str, plans: list[str], seeds: list[int]) -> dict[str, dict[int, dict]]:
-    """The protocol sweep's run of each plan and seed (each at the plan's default rate)."""
-    out: dict[str, dict[int, dict]] = {}
-    for run in protocol.committed(key):
-        if run["strategy"] in plans and run["seed"] in seeds:
-            out.setdefault(run["strategy"], {})[run["seed"]] = run
-    missing = [(p, s) for p in plans for s in seeds if s not in out.get(p, {})]
-    if missing:
-        raise SystemExit(f"{key}: the protocol sweep lacks {missing}: run bench/protocol.py --tasks {key} first")
-    return out
-
-
 def train(key: str, plans: list[str], seeds: list[int]) -> None:
-    defaults = default_runs(key, plans, seeds)
+    protocol.rate_picked(key, plans, seeds)  # says so when the protocol sweep has not trained a plan yet
+    defaults = regret.by_plan(key)
     for plan in plans:
         rate = defaults[plan][seeds[0]]["lr"]
         grid = ",".join(str(round(rate * f, 8)) for f in FACTORS)  # as compare --lr-grid auto writes them
@@ -58,7 +48,7 @@ def train(key: str, plans: list[str], seeds: list[int]) -> None:
 
 def judge(key: str, plans: list[str], seeds: list[int]) -> dict:
     metric = P["tasks"][key]["metric"]
-    defaults, picked = default_runs(key, plans, seeds), protocol.rate_picked(key, plans, seeds)
+    picked, defaults = protocol.rate_picked(key, plans, seeds), regret.by_plan(key)
     rows = {p: {"default": {s: protocol.metric(defaults[p][s], metric) for s in seeds},
                 "picked": {s: {"lr": picked[p][s]["lr"], "factor": picked[p][s]["lr"] / defaults[p][s]["lr"],
                                "test": protocol.metric(picked[p][s], metric)} for s in seeds}} for p in plans}
@@ -109,7 +99,7 @@ def section(j: dict) -> str:
 def report(studied: dict[str, dict]) -> str:
     judged = [judge(key, s["plans"], s["seeds"]) for key, s in studied.items()]
     header = (f"# Does a rate grid change which plan is best?\n\nMachine: {platform.machine()}, torch "
-              f"{torch.__version__}, fp32, 2 CPU cores. Command: `nice -n 5 .venv/bin/python bench/rate_grid.py` "
+              f"{torch.__version__}, fp32, {os.cpu_count()} CPU cores. Command: `nice -n 5 .venv/bin/python bench/rate_grid.py` "
               f"(per task below). Protocol: `bench/protocol.yaml`; each plan at its default rate × 1/3, 1, 3, the "
               f"rate picked per seed on the 500 validation rows (`compare --lr-grid auto`). Regret in points.\n")
     return header + "\n" + "\n\n".join(section(j) for j in judged) + "\n"

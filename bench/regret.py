@@ -381,7 +381,8 @@ def stored_choice(key: str, selector: str, seed: int) -> tuple[Path, dict | None
     """Where a selector's choice for a seed is committed, and the choice (None: missing, or made by other code)."""
     path = SELECTIONS / key / f"{selector.replace(':', '_').replace('=', '-')}-seed{seed}.json"
     saved = json.loads(path.read_text()) if path.is_file() else None
-    current = saved and saved["fingerprint"] == protocol.fingerprint(key) and saved.get("version") == VERSIONS.get(selector, VERSION)
+    version = VERSIONS.get(selector, VERSION)
+    current = saved and saved["fingerprint"] == protocol.fingerprint(key) and saved.get("version") == version
     return path, saved if current else None
 
 
