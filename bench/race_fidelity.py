@@ -113,10 +113,15 @@ def section(key: str, seed: int, metric: str, brief: dict[int, dict[int, dict]],
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tasks", nargs="+", default=["tweets_2000", "sst2_2000"], help="protocol task keys")
+    parser.add_argument("--tasks", nargs="+", default=["tweets_2000", "sst2_2000"],
+                        choices=[k for k, t in protocol.PROTOCOL["tasks"].items() if t.get("task") != "causal-lm"],
+                        help="protocol task keys")
     parser.add_argument("--seed", type=int, default=0, help="the seed's model, head and data order")
     parser.add_argument("--steps", nargs="+", type=int, default=[5, 10, 20, 60], help="brief runs' step counts")
     args = parser.parse_args()
+    if not protocol.SHARED.is_dir():
+        print(f"skipped: {protocol.SHARED} is absent", file=sys.stderr)
+        return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     started = time.perf_counter()
     sections = []
