@@ -107,8 +107,10 @@ def report(studied: dict[str, dict]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tasks", nargs="+", default=["sst2_100"], choices=list(P["tasks"]))
-    parser.add_argument("--plans", nargs="+", default=P["plans"], help="plans of the protocol to study")
+    parser.add_argument("--tasks", nargs="+", default=["sst2_100"],
+                        choices=[k for k, t in P["tasks"].items() if t.get("task") != "causal-lm"])
+    parser.add_argument("--plans", nargs="+", default=P["plans"], choices=P["plans"],
+                        help="plans of the protocol to study")
     parser.add_argument("--seeds", nargs="+", type=int, default=P["seeds"])
     parser.add_argument("--report-only", action="store_true", help="rewrite the report from what is committed")
     args = parser.parse_args()
