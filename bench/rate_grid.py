@@ -49,7 +49,8 @@ def train(key: str, plans: list[str], seeds: list[int]) -> None:
 def judge(key: str, plans: list[str], seeds: list[int]) -> dict:
     metric = P["tasks"][key]["metric"]
     picked, defaults = protocol.rate_picked(key, plans, seeds), regret.by_plan(key)
-    rows = {p: {"default": {s: protocol.metric(defaults[p][s], metric) for s in seeds},
+    rows = {p: {"rate": defaults[p][seeds[0]]["lr"],
+                "default": {s: protocol.metric(defaults[p][s], metric) for s in seeds},
                 "picked": {s: {"lr": picked[p][s]["lr"], "factor": picked[p][s]["lr"] / defaults[p][s]["lr"],
                                "test": protocol.metric(picked[p][s], metric)} for s in seeds}} for p in plans}
     mean_default = {p: statistics.fmean(rows[p]["default"].values()) for p in plans}
@@ -80,8 +81,7 @@ def section(j: dict) -> str:
     for p in rank_default:
         row = j["rows"][p]
         factors = " / ".join(f"×{v['factor']:.3g}" for v in row["picked"].values())
-        rate = next(iter(row["picked"].values()))["lr"] / next(iter(row["picked"].values()))["factor"]
-        lines.append(f"| {p} | {rate:g} | {j['mean_default'][p]:.3f} | {factors} | {j['mean_grid'][p]:.3f} |")
+        lines.append(f"| {p} | {row['rate']:g} | {j['mean_default'][p]:.3f} | {factors} | {j['mean_grid'][p]:.3f} |")
     changed = rank_default[0] != rank_grid[0]
     lines += ["", f"Oracle at the default rates: **{j['oracle']}** ({j['mean_default'][j['oracle']]:.3f}); with the "
               f"grid: **{j['oracle_grid']}** ({j['mean_grid'][j['oracle_grid']]:.3f}). Ranking at the default rates: "

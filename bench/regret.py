@@ -119,8 +119,6 @@ def judge(key: str, seeds: list[int], chosen: dict[str, dict[int, dict]]) -> dic
     sts = {p: {s: r["summary"].get("retention_after") for s, r in runs[p].items()} for p in P["plans"]}
     value.update({name: {} for name in TRAINED})
     sts.update({name: {} for name in TRAINED})
-    mean = {p: statistics.fmean(value[p][s] for s in seeds) for p in P["plans"]}
-    mean_sts = {p: statistics.fmean(sts[p][s] for s in seeds) for p in P["plans"]}
     # The oracle's candidates: every plan at its default rate and, where the protocol lists a rate grid, every
     # plan again at the rate picked on validation ("<plan>@best"). Selectors and rules train at the default rate.
     candidates = {p: runs[p] for p in P["plans"]}
@@ -161,7 +159,7 @@ def judge(key: str, seeds: list[int], chosen: dict[str, dict[int, dict]]) -> dic
     ranked = sorted(candidates, key=cand_mean.get, reverse=True)
     return {
         "key": key, "task": entry["name"], "metric": entry["metric"], "degenerate": mcc < P["degenerate_mcc"],
-        "plans": {p: {"mean": mean[p], "sd": statistics.stdev(value[p][s] for s in seeds), "sts": mean_sts[p],
+        "plans": {p: {"mean": cand_mean[p], "sd": statistics.stdev(value[p][s] for s in seeds), "sts": cand_sts[p],
                       "train_time_s": statistics.fmean(runs[p][s]["summary"]["train_time_s"] for s in seeds)}
                   for p in P["plans"]},
         "best_rate": {p: {"mean": cand_mean[f"{p}@best"], "sts": cand_sts[f"{p}@best"],
