@@ -7,6 +7,7 @@ classifier's cross-entropy, or a causal LM's next-token cross-entropy on its tar
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +33,12 @@ class _GradStats:
     sizes: list[int]  # rows per batch
     terms: list[int]  # per batch: what its mean loss averages over (rows; a causal LM's target tokens)
     total: dict[str, torch.Tensor]  # per tensor: sum of the batch gradients weighted by rows (float32)
+
+    @functools.cached_property
+    def mean_sq(self) -> dict[str, float]:
+        """Per tensor: the squared norm of the row-weighted mean gradient (snr's signal, the noise scale's |ḡ|²)."""
+        rows = sum(self.sizes)
+        return {n: float((t / rows).double().pow(2).sum()) for n, t in self.total.items()}
 
 
 def _gradient_stats(model, task: Task, batches, max_samples, *, max_batches: int | None) -> _GradStats:
@@ -87,7 +94,7 @@ def noise_scale(stats: _GradStats, names: list[str]) -> float | None:
     if len(sizes) < 2:
         return None
     small = sum(sum(stats.sq[n]) for n in names) / len(sizes)  # mean over batches of |g_b|²
-    big = sum(float((stats.total[n] / rows).double().pow(2).sum()) for n in names if n in stats.total)  # |ḡ|²
+    big = sum(stats.mean_sq.get(n, 0.0) for n in names)  # |ḡ|²
     spread = sum(1 / b for b in sizes) / len(sizes) - 1 / rows
     trace = (small - big) / spread
     signal = big - trace / rows
@@ -149,11 +156,9 @@ def score_snr(model, batches, *, layers: LayerMap | None = None, task: Task | No
         count = len(st.sizes)
         if count < 2:
             raise FreezetuneError(f"snr needs at least 2 batches to measure gradient noise, got {count}")
-        rows = sum(st.sizes)
-        mean_sq = {n: float((t / rows).double().pow(2).sum()) for n, t in st.total.items()}
 
         def snr(names: list[str]) -> float:
-            signal = sum(mean_sq.get(n, 0.0) for n in names)
+            signal = sum(st.mean_sq.get(n, 0.0) for n in names)
             noise = (sum(sum(st.sq[n]) for n in names) - count * signal) / (count - 1)
             return math.sqrt(signal / max(noise, 1e-30)) if signal > 0 else 0.0
 
