@@ -15,7 +15,6 @@ loss and the full runs' test metric.
 from __future__ import annotations
 
 import argparse
-import copy
 import logging
 import platform
 import statistics
@@ -30,18 +29,19 @@ import torch
 from freezetune.core.layout import LayerMap
 from freezetune.core.model import load_tokenizer
 from freezetune.runs.run import RunCaches, load_data, load_model
+from freezetune.scoring import race
 from freezetune.strategies.lr_policy import default_lr
-from freezetune.strategies.registry import resolve
+from freezetune.strategies.registry import ResolveContext, resolve
 from freezetune.tasks.classification import SequenceClassification
 from freezetune.tasks.task import monitored_metric
-from freezetune.training.finetuner import Finetuner
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "results" / "race_fidelity.md"
 
 
 def brief_runs(key: str, seed: int, steps: list[int]) -> tuple[str, dict[int, dict[int, dict]]]:
-    """{steps: {depth: validation metrics}} after that many compressed-schedule steps, as a race rung trains."""
+    """{steps: {depth: validation metrics}} after that many steps, trained by the race's own rung
+    (:func:`freezetune.scoring.race.train_rung`)."""
     base = protocol.base_spec(key)
     tokenizer = load_tokenizer(base.model.model)
     data = load_data(base, tokenizer)
@@ -49,19 +49,18 @@ def brief_runs(key: str, seed: int, steps: list[int]) -> tuple[str, dict[int, di
     spec = replace(base, train=replace(base.train, seed=seed))
     model = load_model(spec, task)
     layers = LayerMap.from_model(model)
-    config = replace(spec.train, progress=False, patience=None, eval_every=None, keep_best=False, save_every=None,
-                     cache="on")
-    caches = RunCaches()
+    config = race.rung_config(spec.train)
+    context = ResolveContext(model=model, task=task, validation=data.validation,
+                             pad_token_id=tokenizer.pad_token_id or 0, cache_store=RunCaches().prefix)
     shuffled = data.train.shuffle(seed=seed)
     out: dict[int, dict[int, dict]] = {}
     for n in steps:
         subset = shuffled.select(range(min(len(shuffled), n * config.batch_size)))
         for d in range(layers.num_blocks + 1):
             plan = resolve(f"depth:{d}", layers)
-            tuner = Finetuner(copy.deepcopy(model), plan, config=replace(config, max_steps=n, lr=default_lr(plan, layers)),
-                              task=task, pad_token_id=tokenizer.pad_token_id or 0, cache_store=caches.prefix)
-            tuner.fit(subset, None)
-            out.setdefault(n, {})[d] = {**tuner.evaluate(data.validation), "lr": tuner.lr}
+            rate = default_lr(plan, layers)
+            out.setdefault(n, {})[d] = {**race.train_rung(context, plan, config, steps=n, lr=rate, train=subset),
+                                        "lr": rate}
             logging.getLogger("freezetune").info("%s: depth:%d after %d steps: loss %.4f", key, d, n,
                                                  out[n][d]["loss"])
     return monitored_metric(task, config.metric), out
@@ -99,7 +98,8 @@ def section(key: str, seed: int, metric: str, brief: dict[int, dict[int, dict]],
     for d in depths:
         cells = [f"{brief[n][d]['loss']:.3f} / {brief[n][d][metric]:.3f}" for n in sorted(brief)]
         rate = brief[min(brief)][d]["lr"]
-        lines.append(f"| depth:{d} | {rate:g} | " + " | ".join(cells) + f" | {full[d]:.3f}{' (best)' if d == best_full else ''} |")
+        best = " (best)" if d == best_full else ""
+        lines.append(f"| depth:{d} | {rate:g} | " + " | ".join(cells) + f" | {full[d]:.3f}{best} |")
     lines += ["", "| steps | lowest validation loss | best validation metric | Spearman(loss, −full metric) |",
               "| --- | --- | --- | --- |"]
     for n in sorted(brief):

@@ -128,8 +128,7 @@ def race_plan(layers: LayerMap, context: ResolveContext, *, budget: float | None
     if any(r <= 0 for r in rates):
         raise FreezetuneError(f"rates are positive factors of each plan's default rate, got {rates}")
     started = time.perf_counter()
-    config = replace(context.config or TrainConfig(), progress=False, patience=None, eval_every=None,
-                     keep_best=False, save_every=None, cache="on")
+    config = rung_config(context.config)
     candidates = _candidates(layers, budget, rates)
     train, validation = context.train, context.validation
     full_steps = _full_steps(config, len(train))
@@ -153,10 +152,7 @@ def race_plan(layers: LayerMap, context: ResolveContext, *, budget: float | None
     alive = list(candidates)
     for r, steps in enumerate(rungs):
         for c in alive:
-            tuner = Finetuner(copy.deepcopy(context.model), c.plan, config=replace(config, max_steps=steps, lr=c.lr),
-                              task=context.task, pad_token_id=context.pad_token_id, cache_store=context.cache_store)
-            fit = tuner.fit(subset, validation)
-            metrics = fit.best_metrics or tuner.evaluate(validation)
+            metrics = train_rung(context, c.plan, config, steps=steps, lr=c.lr, train=subset)
             c.results.append((steps, metrics[metric]))
             c.losses.append(float(metrics.get("loss", math.nan)))
             log.info("race rung %d (%d steps): %s %s=%.4f loss=%.4f", r + 1, steps, c.name, metric, metrics[metric],
@@ -166,6 +162,22 @@ def race_plan(layers: LayerMap, context: ResolveContext, *, budget: float | None
             f"of one run, more than share={share:g}: the data set is small next to its validation set.") if over else ""
     return RaceResult(alive[0], candidates, rungs, time.perf_counter() - started, cost(n0) / one_run, eta, metric,
                       full_steps, margin, note)
+
+
+def rung_config(config: TrainConfig | None) -> TrainConfig:
+    """The run's settings as a rung trains with them: quiet, no early stop, keep-best or checkpoints, cache on."""
+    return replace(config or TrainConfig(), progress=False, patience=None, eval_every=None, keep_best=False,
+                   save_every=None, cache="on")
+
+
+def train_rung(context: ResolveContext, plan: Plan, config: TrainConfig, *, steps: int, lr: float, train
+               ) -> dict:
+    """One candidate trained from a copy of ``context.model`` for ``steps`` steps of ``config`` (its warm-up
+    and decay compressed to them) on ``train``; its metrics on ``context.validation``."""
+    tuner = Finetuner(copy.deepcopy(context.model), plan, config=replace(config, max_steps=steps, lr=lr),
+                      task=context.task, pad_token_id=context.pad_token_id, cache_store=context.cache_store)
+    fit = tuner.fit(train, context.validation)
+    return fit.best_metrics or tuner.evaluate(context.validation)
 
 
 def chosen_plan(result: RaceResult, layers: LayerMap) -> Plan:
