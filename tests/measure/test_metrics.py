@@ -103,3 +103,14 @@ def test_format_table_alignment_and_missing_values():
 def test_format_table_text_with_numeric_spec_does_not_crash():
     table = format_table([{"acc": "n/a"}, {"acc": 0.5}], [("acc", "accuracy", ".2f")])
     assert "n/a" in table and "0.50" in table
+
+
+def test_nothing_learned_is_within_the_rows_sampling_error_or_the_seed_spread_of_the_majority():
+    from freezetune.measure.metrics import nothing_learned
+
+    # 100 rows: accuracy's widest sampling error is 0.05
+    assert nothing_learned(0.58, 0.54, "accuracy", 100)
+    assert not nothing_learned(0.60, 0.54, "accuracy", 100)
+    assert nothing_learned(0.60, 0.54, "accuracy", 100, spread=0.07)  # the seeds disagree by more
+    assert nothing_learned(0.40, 0.54, "accuracy", 100)  # worse than the majority learned nothing either
+    assert not nothing_learned(2.0, 3.0, "loss", 100, larger_is_better=False)  # no bound: any gain counts

@@ -4,9 +4,10 @@ from pathlib import Path
 
 import pytest
 
+from freezetune.report.document import recommendation, summary_table
 from freezetune.report.load import Comparison, Plan, Run
 from freezetune.report.recommend import Criterion, best, compromise, criteria, pareto_front, regime, regime_sentence
-from freezetune.report.stats import margin, measure, metric
+from freezetune.report.stats import learned_nothing, margin, measure, metric
 
 
 def plan(strategy, scores, *, rows=1000, metric_name="accuracy", retention=None, time=10.0, ood=None):
@@ -90,3 +91,50 @@ def test_perplexity_retention_counts_lower_as_better_kept():
             run.summary["retention_reference"] = "ppl"
     found = {c.key: c for c in criteria(comparison(plans))}
     assert best(plans, found["retention"]).plan.strategy == "lower_half"
+
+
+def idle_plan(strategy, scores, *, rows=160, baseline=0.538, n=40, time=1.0, costs=None):
+    """A plan whose runs carry the majority class's score on the same n reported rows."""
+    runs = [Run(strategy=strategy, seed=seed, folder=Path("/nonexistent"), train_rows=rows,
+                reported={"accuracy": value, "n": n}, costs=costs or {"train_time_s": time},
+                summary={"task": "classification"}, baseline={"accuracy": baseline})
+            for seed, value in enumerate(scores)]
+    return Plan(strategy, None, {"strategy": strategy}, runs)
+
+
+def test_a_plan_within_noise_of_the_majority_class_learned_nothing_and_is_no_pick():
+    # 40 rows: the sampling error of accuracy is 0.5 / sqrt(40) = 0.079 above the majority's 0.538
+    plans = [idle_plan("head_only", [0.55, 0.56], time=0.1), idle_plan("full", [0.70, 0.72], time=30.0)]
+    assert learned_nothing(plans[0], "accuracy") and not learned_nothing(plans[1], "accuracy")
+    blocks = recommendation(comparison(plans), 160)
+    text = "\n".join(blocks[1].items)
+    assert "**Nothing learned: head_only**" in text
+    assert "cheapest (time waited: training + cache build + scoring): full**" in text  # not the idle plan
+    assert "(nothing learned)" in summary_table(comparison(plans)).rows[0][2]
+
+
+def test_a_size_where_no_plan_learned_is_reported_as_such_never_as_a_tie():
+    plans = [idle_plan("full", [0.538, 0.55]), idle_plan("head_only", [0.538, 0.54]),
+             idle_plan("full", [0.74, 0.75], rows=640, n=160), idle_plan("head_only", [0.62, 0.63], rows=640, n=160)]
+    text = regime_sentence(regime(comparison(plans)))
+    assert "160 rows: nothing learned (every plan within noise of the majority class)" in text
+    assert "a tie" not in text.split(";")[0] and "640 rows: full fine-tuning wins" in text
+    only_idle = recommendation(comparison(plans[:2]), 160)
+    assert "**Nothing learned by any plan**" in "\n".join(only_idle[1].items)
+
+
+def test_the_cost_criterion_ranks_by_the_time_waited_cache_build_and_scoring_included():
+    cached = idle_plan("head_only", [0.80], costs={"train_time_s": 0.1, "cache_build_s": 2.0}, baseline=0.3)
+    uncached = idle_plan("top_k:2", [0.80], costs={"train_time_s": 1.5}, baseline=0.3)
+    chosen = next(c for c in criteria(comparison([cached, uncached])) if c.key == "cost")
+    assert best([cached, uncached], chosen).plan.strategy == "top_k:2"  # 1.5 s against 0.1 + 2.0 s
+    table = summary_table(comparison([cached]))
+    row = dict(zip(table.headers, table.rows[0]))
+    assert row["time waited"] == "2.10 s" and row["train / cache / scoring"] == "0.100 s / 2.00 s / 0.000 s"
+
+
+def test_a_freezing_plan_that_learned_nothing_is_not_a_tie_with_full_fine_tuning_that_did():
+    plans = [idle_plan("full", [1.0, 1.0], n=64), idle_plan("top_k:2", [1.0, 0.5], n=64)]  # 0.75 ± 0.35: noise
+    text = regime_sentence(regime(comparison(plans)))
+    assert text.startswith("At your data's full size you are in the regime where full fine-tuning wins")
+    assert "full fine-tuning wins (top_k:2 learned nothing)" in text and "tie" not in text

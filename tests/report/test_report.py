@@ -22,7 +22,7 @@ def test_compare_writes_the_report_with_every_plan_at_every_size(finished_compar
     full = next(line for line in table if line.startswith("| full |"))
     assert re.search(r"\| \d{1,3}(,\d{3})* \|", full) and ("MiB" in full or "GiB" in full)
     assert "## Recommendation (58 training rows)" in markdown  # 64 rows less a validation split of 6
-    assert "**best accuracy:" in markdown and "**cheapest (training time):" in markdown
+    assert "**best accuracy:" in markdown and "**cheapest (time waited: training + cache build + scoring):" in markdown
     assert "**Low-data regime.**" in markdown and "22 rows:" in markdown
     for name in ("metric_vs_time", "learning_curves", "training_curves"):
         assert (out / "plots" / f"{name}.png").stat().st_size > 5_000

@@ -13,6 +13,7 @@ from freezetune.runs.generate import generate
 from freezetune.tasks.causal_lm import IGNORE, CausalLanguageModeling
 from freezetune.training.finetuner import Finetuner
 from freezetune.training.resume import load_state
+from tolerances import trained_atol
 
 TASK = CausalLanguageModeling.for_data(prompt_response=True)
 
@@ -109,7 +110,8 @@ def test_the_frozen_prefix_cache_changes_nothing_on_decoders(arch, strategy):
         tuner.fit(data, data)
         assert tuner.cache_status.startswith("on" if cache == "on" else "off")
         weights.append({n: p.detach().clone() for n, p in tuner.model.named_parameters()})
-    assert all(torch.allclose(weights[0][n], weights[1][n], atol=1e-6) for n in weights[0])
+    # 3 epochs of 3 steps: rounding only, the cached states feed the same arithmetic
+    assert all(torch.allclose(weights[0][n], weights[1][n], atol=trained_atol(9), rtol=0) for n in weights[0])
 
 
 def test_training_the_tied_embedding_turns_the_cache_off_and_says_so():

@@ -11,6 +11,7 @@ from freezetune.io.loader import make_loader
 from freezetune.strategies.registry import resolve
 from freezetune.training.prefix_cache import CacheKey, build_cache, build_caches, data_fingerprint, prefix_fingerprint
 from freezetune.training.schedule_cache import pristine_depths
+from tolerances import forward_atol, trained_atol
 
 
 class Fresh(Callback):
@@ -53,9 +54,9 @@ def test_schedule_caches_serve_every_boundary_fresh_and_train_the_same_weights(s
     assert tuner.schedule_caches.events == events
     assert result.costs["cache"].startswith("on: per boundary")
     assert result.costs["cache_bytes"] > 0
-    # the cached forward is the uncached one: the same final weights
+    # the cached forward is the uncached one: the same final weights, up to rounding over 15 steps
     assert weights.keys() == reference.keys()
-    assert all(torch.allclose(weights[n], reference[n], atol=1e-6) for n in weights)
+    assert all(torch.allclose(weights[n], reference[n], atol=trained_atol(15), rtol=0) for n in weights)
 
 
 def test_short_phases_are_not_cached_and_cache_off_is_honoured():
@@ -77,7 +78,8 @@ def test_schedule_caches_on_decoders_train_the_same_weights(factory, strategy):
     reference, _, _, _ = fit(strategy, cache="off", factory=factory, vocab=50)
     weights, tuner, _, fresh = fit(strategy, cache="auto", factory=factory, vocab=50)
     assert tuner.schedule_caches.events and not fresh.stale and any(d is not None for d in fresh.served)
-    assert all(torch.allclose(weights[n], reference[n], atol=1e-6) for n in weights)
+    # 15 steps (5 per epoch, 3 epochs); measured apart by 2.4e-6 to 3.6e-6 with transformers 5.25
+    assert all(torch.allclose(weights[n], reference[n], atol=trained_atol(15), rtol=0) for n in weights)
 
 
 def test_one_pass_and_advanced_caches_equal_caches_built_alone():
@@ -99,7 +101,7 @@ def test_one_pass_and_advanced_caches_equal_caches_built_alone():
     advanced = build_cache(layers, 4, loader(), lengths, key(4), device=cpu, source=alone[1])
     for d in (1, 2, 4):
         assert torch.equal(alone[d].states, together[d].states)
-    assert torch.allclose(alone[4].states, advanced.states, atol=1e-6)
+    assert torch.allclose(alone[4].states, advanced.states, atol=forward_atol(), rtol=0)  # blocks 1-3 rerun
     with pytest.raises(ValueError, match="cannot be advanced"):
         build_cache(layers, 1, loader(), lengths, key(1), device=cpu, source=alone[2])
 

@@ -16,6 +16,21 @@ from freezetune.core.helpers import pick_device
 
 DeviceLike = str | torch.device | None
 
+# The parts of what a user waits for in a run: training (evaluations included), the frozen-prefix
+# cache build and the selection's own scoring. A cached plan's training alone can be a tenth of its
+# cache build, so a cost that leaves the build out ranks it wrongly.
+WAITED_PARTS = ("train_time_s", "cache_build_s", "scoring_s")
+
+
+def waited_s(costs: dict[str, Any]) -> float | None:
+    """Training + cache build + scoring, in seconds (None without a training time).
+
+    Runs written before ``total_time_s`` existed are read the same way, from their parts.
+    """
+    if costs.get("train_time_s") is None:
+        return None
+    return sum(costs.get(part) or 0.0 for part in WAITED_PARTS)
+
 
 def _resolve_device(device: DeviceLike) -> torch.device:
     """None means "where training would run": CUDA when available, else CPU."""

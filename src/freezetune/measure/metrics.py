@@ -122,6 +122,17 @@ def sampling_error(metric: str, n: int | None) -> float:
     return spread / math.sqrt(n) if spread is not None and n else 0.0
 
 
+def nothing_learned(value: float, baseline: float, metric: str, n: int | None, spread: float = 0.0,
+                    larger_is_better: bool = True) -> bool:
+    """Whether ``value`` is no better than ``baseline`` (the majority class) beyond the noise of ``n`` rows.
+
+    The noise is the larger of the metric's sampling error on those rows and the seed ``spread``: a
+    score inside it could come from predicting the majority class on every row.
+    """
+    gain = value - baseline if larger_is_better else baseline - value
+    return gain <= max(sampling_error(metric, n), spread)
+
+
 def scalar_metrics(record: dict[str, Any], names: Iterable[str] | None = None) -> dict[str, float]:
     """The metrics of an evaluation record (those in ``names`` when given), in its order.
 

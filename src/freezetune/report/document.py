@@ -7,15 +7,17 @@ recommendation, the table, the plots, then how each measuring plan chose.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from freezetune.measure.costs import WAITED_PARTS
 from freezetune.measure.units import format_bytes, format_count, format_duration
 from freezetune.report import plots
-from freezetune.report.load import Comparison, Plan
+from freezetune.report.load import Comparison, Plan, Run
 from freezetune.report.recommend import best, compromise, criteria, ood_sets, regime, regime_sentence
-from freezetune.report.stats import eval_set, measure, metric, retention
+from freezetune.report.stats import baseline_of, eval_set, learned_nothing, measure, metric, retention, time_waited
 
 
 @dataclass
@@ -26,6 +28,9 @@ class Block:
     headers: list[str] = field(default_factory=list)
     rows: list[list[str]] = field(default_factory=list)
     path: Path | None = None
+
+
+NOTHING = " (nothing learned)"
 
 
 def size_text(n: float | None) -> str:
@@ -41,9 +46,23 @@ def _pm(plan: Plan, read, fmt: str = ".3f") -> str:
     return "-" if m is None else f"{m.mean:{fmt}} ± {m.std:{fmt}}"
 
 
-def _cost(plan: Plan, key: str) -> float | None:
-    m = measure(plan, lambda run: run.costs.get(key) if run.costs.get(key) is not None else run.summary.get(key))
+def _cost(plan: Plan, key: str, fallback: Callable[[Run], float | None] | None = None) -> float | None:
+    def read(run: Run) -> float | None:
+        for value in (run.costs.get(key), run.summary.get(key), fallback(run) if fallback else None):
+            if value is not None:
+                return value
+        return None
+
+    m = measure(plan, read)
     return None if m is None else m.mean
+
+
+def _time_parts(plan: Plan) -> str:
+    """The parts of the time waited, so a cached plan's build is seen beside its training."""
+    parts = [_cost(plan, key) for key in WAITED_PARTS]
+    if parts[0] is None:
+        return "-"
+    return " / ".join(time_text(p or 0.0) for p in parts)
 
 
 def summary_table(comparison: Comparison) -> Block:
@@ -52,14 +71,16 @@ def summary_table(comparison: Comparison) -> Block:
     extra = sorted({n for p in comparison.plans for r in p.runs for n, s in r.eval_sets.items()} - set(names))
     headers = ["plan", "training rows", f"{comparison.split} {headline}"]
     headers += [f"{n} (OOD) {headline}" for n in names] + [f"{n} {headline}" for n in extra]
-    headers += ["retention", "train time", "trainable params", "checkpoint", "peak memory", "seeds", "chose"]
+    headers += ["retention", "time waited", "train / cache / scoring", "trainable params", "checkpoint", "peak memory",
+                "seeds", "chose"]
     rows = []
     for plan in sorted(comparison.plans, key=lambda p: (p.train_rows, comparison.plans.index(p))):
         params = _cost(plan, "trainable_params")
         rows.append([
-            plan.strategy, f"{plan.train_rows:,}", _pm(plan, metric(comparison.headline)),
+            plan.strategy, f"{plan.train_rows:,}",
+            _pm(plan, metric(comparison.headline)) + (NOTHING if learned_nothing(plan, comparison.headline) else ""),
             *[_pm(plan, eval_set(n, comparison.headline)) for n in [*names, *extra]],
-            _pm(plan, retention), time_text(_cost(plan, "train_time_s")),
+            _pm(plan, retention), time_text(_cost(plan, "total_time_s", time_waited)), _time_parts(plan),
             "-" if params is None else format_count(params), size_text(_cost(plan, "checkpoint_bytes")),
             size_text(_cost(plan, "peak_memory_bytes")), str(len(plan.runs)), plan.chosen or "",
         ])
@@ -89,10 +110,20 @@ def build_document(comparison: Comparison, plot_dir: Path) -> list[Block]:
 
 
 def recommendation(comparison: Comparison, largest: int) -> list[Block]:
-    plans = comparison.at(largest)
+    headline = comparison.headline
+    # A plan that learned nothing is no answer on any criterion: it keeps the skill and costs little by not learning.
+    plans = [p for p in comparison.at(largest) if not learned_nothing(p, headline)]
+    idle = [p.strategy for p in comparison.at(largest) if learned_nothing(p, headline)]
     found = criteria(comparison)
     picks = [p for c in found if (p := best(plans, c)) is not None]
     items = [pick.sentence() for pick in picks]
+    if idle:
+        base = baseline_of(comparison.at(largest), headline)
+        items.append(f"**Nothing learned: {', '.join(idle)}**: within noise of always predicting the majority "
+                     f"class ({headline.replace('_', ' ')} {base:.3f}); left out of every pick" if plans else
+                     f"**Nothing learned by any plan**: every plan is within noise of always predicting the majority "
+                     f"class ({headline.replace('_', ' ')} {base:.3f}). Train longer (more epochs or rows) or at a "
+                     "higher rate (`--lr-grid auto`) before choosing")
     middle = compromise(plans, [c for c in found if c.key in ("metric", "retention", "cost")])
     if middle is not None:
         plan, scaled = middle
@@ -118,10 +149,13 @@ def headline_value(comparison: Comparison, plan: Plan) -> str:
 
 def _plots(comparison: Comparison, plot_dir: Path) -> list[Block]:
     figures = [
-        ("metric_vs_time.png", plots.metric_vs_time, "Task metric against training time."),
+        ("metric_vs_time.png", plots.metric_vs_time,
+         "Task metric against the time waited (training, cache build and scoring)."),
         ("metric_vs_retention.png", plots.metric_vs_retention,
          "Task metric against retention of pretrained skill, with the Pareto front."),
-        ("learning_curves.png", plots.learning_curves, "Learning curves across training sizes."),
+        ("learning_curves.png", plots.learning_curves,
+         "Learning curves across training sizes; hollow points learned nothing (within noise of the majority "
+         "class, the dashed line)."),
         ("in_vs_out_of_domain.png", plots.in_vs_out_of_domain, "In-domain against out-of-domain score."),
         ("training_curves.png", plots.training_curves, "Training loss and validation metric of every run."),
     ]

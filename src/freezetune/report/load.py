@@ -30,6 +30,7 @@ class Run:
     costs: dict[str, Any]
     summary: dict[str, Any]
     eval_sets: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {"kind": "ood"|"extra", metrics}
+    baseline: dict[str, Any] = field(default_factory=dict)  # the majority class's metrics on the reported split
 
     def curve(self) -> list[dict[str, Any]]:
         """The run's metrics.jsonl records (training steps and evaluations)."""
@@ -117,4 +118,5 @@ def _load_run(folder: Path) -> Run | None:
         return None
     return Run(strategy=strategy, seed=int(config.get("seed", 0)), folder=folder,
                train_rows=int(metrics.get("data", {}).get("train_rows", 0)), reported=reported,
-               costs=metrics.get("costs", {}), summary=metrics["summary"], eval_sets=metrics.get("eval_sets") or {})
+               costs=metrics.get("costs", {}), summary=metrics["summary"], eval_sets=metrics.get("eval_sets") or {},
+               baseline=metrics.get("data", {}).get("baseline") or {})

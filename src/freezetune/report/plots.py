@@ -11,7 +11,16 @@ from pathlib import Path
 from freezetune.core.figures import new_figure, save_png
 from freezetune.report.load import Comparison, Plan
 from freezetune.report.recommend import criteria, ood_sets, pareto_front
-from freezetune.report.stats import eval_set, higher_is_better, measure, metric, retention, train_time
+from freezetune.report.stats import (
+    baseline_of,
+    eval_set,
+    higher_is_better,
+    learned_nothing,
+    measure,
+    metric,
+    retention,
+    time_waited,
+)
 from freezetune.runs.score import plot_scores
 from freezetune.scoring.result import LayerScores
 
@@ -59,11 +68,11 @@ def _scatter(axes, plans: list[Plan], x_read, y_read, colors) -> list[tuple[Plan
 def metric_vs_time(comparison: Comparison, path: Path) -> Path | None:
     plans = comparison.largest
     figure, axes = _figure()
-    if not _scatter(axes, plans, train_time, metric(comparison.headline), _colors(comparison.plans)):
+    if not _scatter(axes, plans, time_waited, metric(comparison.headline), _colors(comparison.plans)):
         return None
-    axes.set_xlabel("training wall time (s, mean ± std over seeds)")
+    axes.set_xlabel("time waited: training + cache build + scoring (s, mean ± std over seeds)")
     _metric_axis(axes, comparison)
-    axes.set_title(f"task metric against training time ({comparison.sizes[-1]:,} training rows)")
+    axes.set_title(f"task metric against time waited ({comparison.sizes[-1]:,} training rows)")
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8, loc="best")
     return _save(figure, path)
@@ -100,15 +109,22 @@ def learning_curves(comparison: Comparison, path: Path) -> Path | None:
     figure, axes = _figure()
     colors = _colors(comparison.plans)
     for strategy in dict.fromkeys(p.strategy for p in comparison.plans):
-        xs, ys, errors = [], [], []
+        xs, ys, errors, idle = [], [], [], []
         for plan in sorted((p for p in comparison.plans if p.strategy == strategy), key=lambda p: p.train_rows):
             m = measure(plan, metric(comparison.headline))
             if m is not None:
                 xs.append(plan.train_rows)
                 ys.append(m.mean)
                 errors.append(m.std)
+                idle.append(learned_nothing(plan, comparison.headline))
         if xs:
             axes.errorbar(xs, ys, yerr=errors, fmt="o-", capsize=3, color=colors[strategy], label=strategy)
+            hollow = [(x, y) for x, y, i in zip(xs, ys, idle) if i]  # learned nothing: no point of the curve
+            if hollow:
+                axes.scatter(*zip(*hollow), s=60, facecolors="white", edgecolors=colors[strategy], zorder=3)
+    base = baseline_of(comparison.plans, comparison.headline)
+    if base is not None:
+        axes.axhline(base, color="grey", linestyle="--", linewidth=1, label="majority class (nothing learned)")
     axes.set_xscale("log")
     axes.set_xticks(comparison.sizes, [f"{n:,}" for n in comparison.sizes])
     axes.minorticks_off()

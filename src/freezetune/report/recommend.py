@@ -20,11 +20,12 @@ from freezetune.report.stats import (
     Measure,
     eval_set,
     higher_is_better,
+    learned_nothing,
     margin,
     measure,
     metric,
     retention,
-    train_time,
+    time_waited,
 )
 
 
@@ -64,7 +65,8 @@ def criteria(comparison: Comparison) -> list[Criterion]:
     if references:  # perplexity on reference text: lower after fine-tuning is better kept
         found.append(Criterion("retention", "best retention of pretrained skill", retention,
                                references != {"ppl"}))
-    found.append(Criterion("cost", "cheapest (training time)", train_time, False, format_duration))
+    found.append(Criterion("cost", "cheapest (time waited: training + cache build + scoring)", time_waited, False,
+                           format_duration))
     ood = ood_sets(comparison)
     if ood:
         name = ood[0]
@@ -135,6 +137,12 @@ class RegimePoint:
     frozen: Plan  # the best plan that freezes something
     frozen_value: Measure
     margin: Margin  # frozen minus full, in the better direction
+    frozen_idle: bool = False  # the best freezing plan is within noise of the majority class
+    full_idle: bool = False  # full fine-tuning is
+
+    @property
+    def nothing_learned(self) -> bool:
+        return self.frozen_idle and self.full_idle
 
 
 def regime(comparison: Comparison) -> list[RegimePoint]:
@@ -152,7 +160,8 @@ def regime(comparison: Comparison) -> list[RegimePoint]:
         if full_value is None or not frozen:
             continue
         plan, value = max(frozen, key=lambda pm: pm[1].mean if larger else -pm[1].mean)
-        points.append(RegimePoint(rows, full_value, plan, value, margin(value, full_value, larger)))
+        points.append(RegimePoint(rows, full_value, plan, value, margin(value, full_value, larger),
+                                  learned_nothing(plan, headline), learned_nothing(full, headline)))
     return points
 
 
@@ -163,12 +172,21 @@ def regime_sentence(points: list[RegimePoint]) -> str:
     for point in points:
         wins = point.margin.value > 0
         noise = point.margin.within_noise
-        verdict = ("a tie within seed noise" if noise else
+        verdict = ("nothing learned (every plan within noise of the majority class)" if point.nothing_learned else
+                   f"full fine-tuning wins ({point.frozen.strategy} learned nothing)" if point.frozen_idle else
+                   f"freezing ({point.frozen.strategy}) wins (full fine-tuning learned nothing)" if point.full_idle else
+                   "a tie within seed noise" if noise else
                    f"freezing ({point.frozen.strategy}) wins" if wins else "full fine-tuning wins")
         unknown = "; one seed: noise unknown" if noise is None else ""
         parts.append(f"{point.train_rows:,} rows: {verdict} ({point.margin.value:+.3f}{unknown})")
     last = points[-1]
-    if last.margin.within_noise:
+    if last.nothing_learned:
+        where = "At your data's full size no plan learned anything, so this run cannot say where freezing wins"
+    elif last.frozen_idle:
+        where = "At your data's full size you are in the regime where full fine-tuning wins: no freezing plan learned"
+    elif last.full_idle:
+        where = "At your data's full size you are in the regime where freezing wins: full fine-tuning learned nothing"
+    elif last.margin.within_noise:
         where = ("At your data's full size freezing and full fine-tuning are within seed noise of each other, so "
                  "freezing costs nothing in quality here")
     elif last.margin.value > 0:

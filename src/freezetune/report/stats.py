@@ -12,7 +12,8 @@ import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from freezetune.measure.metrics import METRIC_DIRECTIONS
+from freezetune.measure.costs import waited_s
+from freezetune.measure.metrics import METRIC_DIRECTIONS, nothing_learned
 from freezetune.report.load import Plan, Run
 from freezetune.tasks.causal_lm import LM_DIRECTIONS
 
@@ -61,12 +62,28 @@ def retention(run: Run) -> float | None:
     return run.summary.get("retention_after")
 
 
-def train_time(run: Run) -> float | None:
-    return run.costs.get("train_time_s")
+def time_waited(run: Run) -> float | None:
+    """Training + cache build + scoring: what the user waited for (measure/costs.py)."""
+    return waited_s(run.costs)
 
 
 def eval_set(name: str, metric_name: str) -> Callable[[Run], float | None]:
     return lambda run: run.eval_sets.get(name, {}).get(metric_name)
+
+
+def baseline_of(plans: list[Plan], name: str) -> float | None:
+    """The majority class's score on the reported split (the same rows for every run of a comparison)."""
+    values = [r.baseline[name] for p in plans for r in p.runs if name in r.baseline]
+    return statistics.fmean(values) if values else None
+
+
+def learned_nothing(plan: Plan, name: str) -> bool:
+    """Whether the plan's mean is within noise of the majority class: rows' sampling error or seed spread."""
+    m, base = measure(plan, metric(name)), baseline_of([plan], name)
+    if m is None or base is None:
+        return False
+    rows = max((r.reported.get("n") or 0 for r in plan.runs), default=0)
+    return nothing_learned(m.mean, base, name, rows, m.std, higher_is_better(name))
 
 
 @dataclass

@@ -25,6 +25,7 @@ from freezetune.io.checkpoint import base_fingerprint, save_checkpoint
 from freezetune.io.data import ClassificationData
 from freezetune.io.lock import check_unlocked
 from freezetune.io.rundir import RunDir
+from freezetune.measure.costs import WAITED_PARTS, waited_s
 from freezetune.measure.retention import measure, resolve_reference
 from freezetune.measure.units import format_bytes, format_duration
 from freezetune.runs.curves import write_curves
@@ -295,6 +296,9 @@ def _train(spec: RunSpec, run_dir: RunDir | None, saved_state: dict[str, Any] | 
         fit.costs["scoring_share_of_training"] = scoring_s / fit.costs["train_time_s"]
         log.info("scoring took %s = %.1f%% of this run's training (%s)", format_duration(scoring_s),
                  100 * fit.costs["scoring_share_of_training"], format_duration(fit.costs["train_time_s"]))
+    fit.costs["total_time_s"] = waited_s(fit.costs)  # after the retries and the scoring: all of it
+    log.info("time waited: %s (training %s, cache build %s, scoring %s)", format_duration(fit.costs["total_time_s"]),
+             *(format_duration(fit.costs.get(part) or 0.0) for part in WAITED_PARTS))
     spec.train.lr = fit.lr  # the resolved config names the rate actually used
     validation = fit.best_metrics or tuner.evaluate(data.validation)
     test = tuner.evaluate(data.test) if data.test is not None else None
@@ -306,6 +310,7 @@ def _train(spec: RunSpec, run_dir: RunDir | None, saved_state: dict[str, Any] | 
         log.info("retention (%s on %s, limit %s): %.4f -> %.4f (%s)", retention.kind, scores.get("source", "?"),
                  scores.get("limit"), scores["before"], scores["after"], format_duration(scores["seconds"]))
     summary = {
+        **_baseline(task, data),
         "train_rows": len(data.train),
         "validation_rows": len(data.validation),
         "test_rows": len(data.test) if data.test is not None else 0,
@@ -331,6 +336,14 @@ def _train(spec: RunSpec, run_dir: RunDir | None, saved_state: dict[str, Any] | 
         _write_run(run_dir, result, tuner.layers)
         shutil.rmtree(run_dir.file("resume"), ignore_errors=True)  # finished: the state is dead weight
     return result
+
+
+def _baseline(task, data) -> dict[str, Any]:
+    """What learning nothing scores on the reported split, where the task knows (a majority class)."""
+    reported = data.test if data.test is not None else data.validation
+    if not hasattr(task, "baseline") or any("labels" not in d.column_names for d in (data.train, reported)):
+        return {}
+    return {"baseline": task.baseline(list(data.train["labels"]), list(reported["labels"]))}
 
 
 def _resume_key(spec: RunSpec) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from freezetune.core.layout import LayerMap
 from freezetune.core.model import load_tokenizer
 from freezetune.core.plan import Plan
 from freezetune.io.rundir import RunDir, read_metrics
+from freezetune.measure.costs import waited_s
 from freezetune.runs.eval_sets import complete_finished
 from freezetune.runs.loading import load_data, load_model, make_task
 from freezetune.runs.paths import PATH_OPTIONS
@@ -229,6 +230,9 @@ def _aggregate(strategy: str, by_step: dict[int, list[dict[str, Any]]], task) ->
     row["eval_sets"] = _eval_sets(runs, task.summary_metrics)
     for key in ("train_time_s", "time_per_epoch_s", "steady_step_s", "peak_memory_bytes"):
         row[key] = _stats([r[key] for r in runs if r.get(key) is not None])[0]
+    for key in ("cache_build_s", "scoring_s"):  # the parts of the time waited that a plan may not have
+        row[key] = statistics.fmean(r.get(key) or 0.0 for r in runs)
+    row["total_time_s"] = statistics.fmean(waited_s(r) for r in runs)
     for key in ("trainable_params", "trainable_pct", "checkpoint_bytes", "retention_after", "retention_change"):
         values = [r[key] for r in runs if r.get(key) is not None]
         if values:

@@ -52,6 +52,13 @@ class SequenceClassification:
         metrics["loss"] = nn.functional.cross_entropy(logits, labels).item()
         return metrics
 
+    def baseline(self, train_labels: list[int], reported_labels: list[int]) -> dict[str, Any]:
+        """The metrics of always predicting the training data's most frequent class: what learning nothing scores."""
+        majority = max(set(train_labels), key=train_labels.count)
+        names = self.label_names or [str(i) for i in range(max(train_labels + reported_labels) + 1)]
+        scores = classification_metrics(reported_labels, [majority] * len(reported_labels), names)
+        return {k: v for k, v in scores.items() if k != "per_class"}
+
     def predict(self, outputs: torch.Tensor) -> dict[str, Any]:
         probabilities = outputs.float().softmax(-1)
         names = self.label_names or [str(i) for i in range(outputs.size(-1))]
