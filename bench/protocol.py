@@ -33,7 +33,7 @@ import yaml  # noqa: E402
 
 from freezetune.core.config import DataConfig, ModelConfig, TrainConfig  # noqa: E402
 from freezetune.io import defaults  # noqa: E402
-from freezetune.runs.run import RunSpec  # noqa: E402
+from freezetune.runs.spec import RunSpec  # noqa: E402
 from freezetune.runs.sweep import Sweep, run_folder, run_sweep  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -77,7 +77,8 @@ def arm(name: str, rows: int | None, sst2: str) -> dict:
         sampler = Sampler(Path(cache_dir))
         sampler.start()
         from freezetune.core.config import DataConfig, TrainConfig
-        from freezetune.runs.run import RunSpec, run_training
+        from freezetune.runs.run import run_training
+        from freezetune.runs.spec import RunSpec
 
         path = sst2 if name == "sst2" else None  # None: the embedded tweets
         columns = {"text_column": "sentence", "label_column": "label"} if path else {}

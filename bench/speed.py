@@ -89,7 +89,8 @@ def load_inputs(sizes: dict):
     """Tokenizer and data through freezetune's own loader: a fixed split (seed 0) of the tweets."""
     from freezetune.core.config import DataConfig
     from freezetune.core.model import load_tokenizer
-    from freezetune.runs.run import RunSpec, load_data
+    from freezetune.runs.run import load_data
+    from freezetune.runs.spec import RunSpec
 
     total = sizes["train_rows"] + sizes["eval_rows"]
     spec = RunSpec(

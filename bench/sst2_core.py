@@ -43,7 +43,8 @@ from freezetune.core.config import DataConfig, ModelConfig, TrainConfig  # noqa:
 from freezetune.core.model import load_tokenizer  # noqa: E402
 from freezetune.io import defaults  # noqa: E402
 from freezetune.io.data import load_classification_data  # noqa: E402
-from freezetune.runs.run import RunSpec, run_training  # noqa: E402
+from freezetune.runs.run import run_training  # noqa: E402
+from freezetune.runs.spec import RunSpec  # noqa: E402
 
 
 def _pin_library() -> dict:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+pytest_plugins = ["serve_fixtures"]  # the server tests' checkpoints (tests/serve)
+
 import os
 
 # Set before anything imports huggingface_hub or transformers, which read them at import.

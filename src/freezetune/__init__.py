@@ -36,13 +36,16 @@ _PUBLIC = {
     "sample_batches": "freezetune.scoring.sample",
     "score": "freezetune.scoring.scorers",
     "Finetuner": "freezetune.runs.finetuner",
-    "RunSpec": "freezetune.runs.run",
+    "RunSpec": "freezetune.runs.spec",
     "run_training": "freezetune.runs.run",
     "Sweep": "freezetune.runs.sweep",
     "run_sweep": "freezetune.runs.sweep",
     "build_report": "freezetune.report",
+    "apply": "freezetune.integrations.apply",
+    "FreezetuneCallback": "freezetune.integrations.trainer_callback",
 }
-_LAYERS = ("core", "io", "measure", "tasks", "strategies", "training", "scoring", "runs", "report")
+_LAYERS = ("core", "io", "measure", "tasks", "strategies", "training", "scoring", "integrations", "runs", "serve",
+           "report")
 
 __all__ = sorted([*_PUBLIC, "__version__"])
 

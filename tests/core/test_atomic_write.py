@@ -4,8 +4,8 @@ import errno
 
 import pytest
 
+from freezetune.core.atomic import atomic_write, atomic_write_text
 from freezetune.core.errors import FreezetuneError
-from freezetune.core.helpers import atomic_write, atomic_write_text
 
 
 def test_a_full_disk_keeps_the_old_file_and_is_one_line(tmp_path):

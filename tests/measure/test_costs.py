@@ -5,7 +5,7 @@ import time
 import pytest
 import torch
 
-from freezetune.core.helpers import release_free_memory
+from freezetune.core.memory import release_free_memory
 from freezetune.measure.costs import PeakMemory, StepTimer, count_parameters
 
 MB = 1_000_000

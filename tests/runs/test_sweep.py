@@ -61,7 +61,7 @@ def test_a_run_hash_names_paths_relative_to_the_working_folder(tmp_path, monkeyp
     from dataclasses import replace
 
     from freezetune.core.config import DataConfig
-    from freezetune.runs.run import RunSpec
+    from freezetune.runs.spec import RunSpec
     from freezetune.runs.sweep import run_hash
 
     monkeypatch.chdir(tmp_path)
@@ -76,7 +76,7 @@ def test_an_option_at_its_default_stays_out_of_a_run_hash():
     from dataclasses import replace
 
     from freezetune.core.config import TrainConfig
-    from freezetune.runs.run import RunSpec
+    from freezetune.runs.spec import RunSpec
     from freezetune.runs.sweep import run_hash
 
     spec = RunSpec(strategy="full", train=TrainConfig(epochs=3, lr=1e-4))

@@ -331,8 +331,12 @@ def test_resolve_auto_on_a_causal_lm(spec):
     assert (batches[0]["labels"] == IGNORE).any() and (batches[0]["labels"] != IGNORE).any()
     plan = resolution.strategy
     layers = LayerMap.from_model(model)
-    assert isinstance(plan, Plan) and plan.blocks and all(0 <= b < layers.num_blocks for b in plan.blocks)
     (selection,) = resolution.selections
+    # the cheapest-within-noise objective may freeze every block when the sample (no validation set: its own
+    # rows set the noise) cannot tell any plan apart; then it says so
+    told_apart = "cannot separate" not in selection["explanation"]
+    assert isinstance(plan, Plan) and (plan.blocks or not told_apart)
+    assert all(0 <= b < layers.num_blocks for b in plan.blocks)
     scores = selection["scores"]
     assert scores.samples == len(data) and len(scores.scores) == layers.num_blocks
     assert scores.scorer == ("semantic" if "semantic" in spec else "fisher" if "fisher" in spec else "gradient")

@@ -13,7 +13,8 @@ from pathlib import Path
 import torch.distributed as dist
 
 from freezetune.core.config import DataConfig, ModelConfig, TrainConfig
-from freezetune.runs.run import RunCaches, RunSpec, run_training
+from freezetune.runs.run import RunCaches, run_training
+from freezetune.runs.spec import RunSpec
 
 
 def main(spec_json: str, out: str) -> None:

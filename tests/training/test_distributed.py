@@ -17,7 +17,8 @@ from safetensors.torch import load_file
 import freezetune
 from freezetune.core.config import DataConfig, ModelConfig, TrainConfig
 from freezetune.io.loader import ShardedBatchSampler
-from freezetune.runs.run import RunSpec, run_training
+from freezetune.runs.run import run_training
+from freezetune.runs.spec import RunSpec
 from freezetune.training.distributed import Ranks
 
 HERE = Path(__file__).parent

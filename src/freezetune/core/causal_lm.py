@@ -83,11 +83,14 @@ class CausalLM(nn.Module):
 
     @torch.no_grad()
     def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, max_new_tokens: int,
-                 eos_token_id: int | list[int] | None, pad_token_id: int) -> torch.Tensor:
-        """Greedy continuations of left-padded prompts: the new tokens only, padded with ``pad_token_id``."""
+                 eos_token_id: int | list[int] | None, pad_token_id: int, **watchers) -> torch.Tensor:
+        """Greedy continuations of left-padded prompts: the new tokens only, padded with ``pad_token_id``.
+
+        ``watchers`` go to transformers' ``generate`` as they are (a ``streamer``, ``stopping_criteria``).
+        """
         out = self.backbone.generate(
             input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=max_new_tokens, do_sample=False,
-            eos_token_id=eos_token_id, pad_token_id=pad_token_id,
+            eos_token_id=eos_token_id, pad_token_id=pad_token_id, **watchers,
         )
         return out[:, input_ids.size(1):]
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from freezetune.core.helpers import atomic_write
+from freezetune.core.atomic import atomic_write
 
 
 def new_figure(width: float, height: float):

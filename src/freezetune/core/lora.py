@@ -10,13 +10,10 @@ such as a pooler's ``dense``, can match by accident.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from torch import nn
 
 from freezetune.core.errors import FreezetuneError
-from freezetune.core.helpers import atomic_write_bytes
 from freezetune.core.layout import LayerMap
 from freezetune.core.plan import LoraSpec
 
@@ -176,33 +173,3 @@ def peft_lora_config(model: nn.Module, spec: LoraSpec, *, rename=None, **fields)
         bias="none",
         **fields,
     )
-
-
-def save_peft_adapter(
-    model: nn.Module, spec: LoraSpec, folder: str | Path, base_model_name_or_path: str | None = None
-) -> Path:
-    """Write the LoRA tensors alone, relative to the backbone, for ``PeftModel.from_pretrained(backbone, folder)``.
-
-    This is the bare adapter of a bare backbone (``AutoModel``): no task type, no head. A
-    user-facing export that reproduces the whole model (head and any fully trained modules in
-    ``modules_to_save``, the task type, names under the task class) is ``io.export.export_peft``.
-    """
-    from safetensors.torch import save
-
-    backbone = getattr(model, "backbone", model)
-    prefix = next(name for name, module in model.named_modules() if module is backbone)
-    prefix = prefix + "." if prefix else ""
-    config = peft_lora_config(
-        model, spec, rename=lambda name: name[len(prefix):],  # exact names inside the backbone
-        base_model_name_or_path=base_model_name_or_path, inference_mode=True,
-    )
-    tensors = {}
-    for name, tensor in lora_state_dict(model).items():
-        if not name.startswith(prefix):
-            raise FreezetuneError(f"adapter {name} lies outside the backbone; cannot save it for PEFT")
-        key = "base_model.model." + name[len(prefix) :].replace(f".{ADAPTER}.", ".")
-        tensors[key] = tensor.contiguous().cpu()
-    folder = Path(folder)
-    atomic_write_bytes(folder / "adapter_model.safetensors", save(tensors, metadata={"format": "pt"}))
-    config.save_pretrained(str(folder))
-    return folder

@@ -9,7 +9,7 @@ LoRA spec. ``apply`` is the only freezetune code that sets ``requires_grad``.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 
 from torch import nn
 
@@ -197,9 +197,6 @@ class Plan:
     @classmethod
     def from_json(cls, text: str) -> Plan:
         return cls.from_dict(json.loads(text))
-
-    def with_spec(self, spec: str) -> Plan:
-        return replace(self, spec=spec)
 
 
 def _lora_from_dict(data: dict | None) -> LoraSpec | None:

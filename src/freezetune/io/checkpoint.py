@@ -19,10 +19,10 @@ import torch
 from torch import nn
 
 import freezetune
+from freezetune.core.atomic import atomic_write_bytes, atomic_write_text
 from freezetune.core.causal_lm import load_causal_lm
 from freezetune.core.config import CAUSAL_LM, CLASSIFICATION
 from freezetune.core.errors import FreezetuneError
-from freezetune.core.helpers import atomic_write_bytes, atomic_write_text
 from freezetune.core.layout import LayerMap
 from freezetune.core.lora import add_lora
 from freezetune.core.model import load_classifier, load_tokenizer
@@ -169,7 +169,8 @@ def read_meta(folder: str | os.PathLike[str]) -> tuple[Path, dict]:
     return folder, meta
 
 
-def _read_tensors(folder: Path, meta: dict) -> dict[str, torch.Tensor]:
+def read_tensors(folder: Path, meta: dict) -> dict[str, torch.Tensor]:
+    """The checkpoint's trained tensors, checked against the list its JSON names."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -213,7 +214,7 @@ def load_checkpoint(
     its weights must still have the recorded fingerprint.
     """
     folder, meta = read_meta(folder)
-    tensors = _read_tensors(folder, meta)
+    tensors = read_tensors(folder, meta)
     base = base_path or meta["base_model"]
     gguf_file = meta.get("gguf_file")
     model = load_base(meta, base_path)
@@ -253,5 +254,6 @@ __all__ = [
     "save_checkpoint",
     "load_checkpoint",
     "read_meta",
+    "read_tensors",
     "resolve_checkpoint",
 ]

@@ -20,9 +20,9 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
+from freezetune.core.device import MODEL_INPUTS
 from freezetune.core.errors import FreezetuneError, did_you_mean
 from freezetune.core.eval_sets import EvalSetSpec
-from freezetune.core.helpers import MODEL_INPUTS
 from freezetune.io.tables import read_table
 
 logger = logging.getLogger("freezetune")

@@ -21,9 +21,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from freezetune.core.atomic import atomic_write_text
 from freezetune.core.config import CAUSAL_LM, CLASSIFICATION
 from freezetune.core.errors import FreezetuneError
-from freezetune.core.helpers import atomic_write_text
 from freezetune.core.layout import LayerMap
 from freezetune.core.lora import merge_lora
 from freezetune.core.model import load_classifier

@@ -17,8 +17,8 @@ from typing import Any
 
 import yaml
 
+from freezetune.core.atomic import atomic_write_text, disk_errors
 from freezetune.core.errors import FreezetuneError
-from freezetune.core.helpers import atomic_write_text, disk_errors
 from freezetune.io.lock import LOCK_FILE, RunLock, check_unlocked
 
 # Files whose presence marks a folder as a freezetune run.

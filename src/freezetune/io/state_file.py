@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from freezetune.core.atomic import atomic_write_bytes, atomic_write_text
 from freezetune.core.errors import FreezetuneError
-from freezetune.core.helpers import atomic_write_bytes, atomic_write_text
 
 # Tags for what JSON cannot say by itself.
 TENSOR, TUPLE, ITEMS, ARRAY = "$tensor", "$tuple", "$items", "$array"

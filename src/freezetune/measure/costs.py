@@ -12,7 +12,7 @@ from typing import Any
 import psutil
 import torch
 
-from freezetune.core.helpers import pick_device
+from freezetune.core.device import pick_device
 
 DeviceLike = str | torch.device | None
 

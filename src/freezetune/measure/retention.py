@@ -31,8 +31,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from freezetune.core.causal_lm import CausalLM
+from freezetune.core.device import device_of, eval_mode
 from freezetune.core.errors import FreezetuneError
-from freezetune.core.helpers import device_of, eval_mode
 from freezetune.core.model import POOLINGS, SequenceClassifier, pool_hidden
 from freezetune.measure.references import (
     IN_MEMORY_SOURCE,

@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from freezetune.core.helpers import atomic_write_text
+from freezetune.core.atomic import atomic_write_text
 from freezetune.report.document import build_document
 from freezetune.report.load import load_comparison
 from freezetune.report.render import to_html, to_markdown

@@ -10,9 +10,10 @@ from freezetune.runs.finetuner import Finetuner
 from freezetune.runs.inspect import inspect_model
 from freezetune.runs.predict import predict_file
 from freezetune.runs.retention_check import checkpoint_retention
-from freezetune.runs.run import RunCaches, RunResult, RunSpec, load_data, run_training
+from freezetune.runs.run import RunCaches, RunResult, load_data, run_training
 from freezetune.runs.score import plot_scores, score_training_data
 from freezetune.runs.sizes import parse_sizes, run_sizes
+from freezetune.runs.spec import RunSpec
 from freezetune.runs.sweep import Sweep, run_sweep
 from freezetune.runs.tables import results_table, run_table
 from freezetune.strategies.registry import REGISTRY as STRATEGIES

@@ -1,9 +1,7 @@
-"""Generations from a causal-LM checkpoint: prompts in, greedy continuations out.
+"""Generations from a causal-LM checkpoint for a table: prompts in, a ``generation`` column out.
 
-Prompts are encoded exactly as in training (``PromptFormat``: the chat template when the run
-used one), keep their last ``max_length`` tokens, and are padded on the left, so every row's
-continuation starts right after its own last prompt token. Decoding is greedy and stops at
-the end-of-sequence token or after ``max_new_tokens``.
+The decoding itself (prompts encoded as in training, left-padded, greedy) belongs to the task
+kind: tasks/generation.py, which the server shares.
 """
 
 from __future__ import annotations
@@ -12,45 +10,17 @@ import logging
 import os
 from pathlib import Path
 
-import torch
-
+from freezetune.core.atomic import atomic_write
 from freezetune.core.causal_lm import CausalLM
 from freezetune.core.errors import FreezetuneError
-from freezetune.core.helpers import atomic_write, pick_device
 from freezetune.io.data import is_missing
 from freezetune.io.lm_data import PromptFormat
 from freezetune.io.tables import read_table
+from freezetune.tasks.generation import generate
+
+__all__ = ["generate", "generate_file"]  # generate: still importable from here
 
 log = logging.getLogger("freezetune")
-
-
-def left_padded(rows: list[list[int]], pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(r) for r in rows)
-    ids = torch.tensor([[pad_token_id] * (width - len(r)) + r for r in rows], dtype=torch.long)
-    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], dtype=torch.long)
-    return ids, mask
-
-
-def generate(model: CausalLM, fmt: PromptFormat, prompts: list[str], *, max_new_tokens: int = 32,
-             max_length: int = 128, batch_size: int = 16, progress: bool = False) -> list[list[int]]:
-    """The new tokens of each prompt's greedy continuation (without padding or the end token)."""
-    from tqdm.auto import tqdm
-
-    stops = fmt.stop_ids  # EOS, and the chat template's end of turn when it differs
-    pad = fmt.tokenizer.pad_token_id
-    pad = pad if pad is not None else (stops[0] if stops else 0)  # never attended: any id does
-    device = pick_device()
-    model.to(device).eval()
-    encoded = [ids[-max_length:] for ids in fmt.prompts(prompts)]
-    out: list[list[int]] = []
-    for start in tqdm(range(0, len(encoded), batch_size), desc="generate", disable=not progress, leave=False):
-        ids, mask = left_padded(encoded[start:start + batch_size], pad)
-        new = model.generate(ids.to(device), mask.to(device), max_new_tokens=max_new_tokens,
-                             eos_token_id=stops or None, pad_token_id=pad)
-        for row in new.tolist():
-            ends = [row.index(t) for t in stops if t in row]
-            out.append(row[: min(ends)] if ends else row)
-    return out
 
 
 def generate_file(model: CausalLM, tokenizer, meta: dict, data_path: str | os.PathLike[str], *,

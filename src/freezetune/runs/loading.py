@@ -10,7 +10,6 @@ import logging
 import random
 import time
 from functools import partial
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -19,17 +18,15 @@ from freezetune.core.causal_lm import load_causal_lm
 from freezetune.core.config import CAUSAL_LM
 from freezetune.core.errors import FreezetuneError
 from freezetune.core.eval_sets import eval_set_specs, parse_label_map
-from freezetune.core.helpers import held_logs
+from freezetune.core.logs import held_logs
 from freezetune.core.model import load_classifier
 from freezetune.io.data import ClassificationData, load_classification_data, load_eval_set
 from freezetune.io.lm_data import LanguageModelingData, load_lm_data, load_lm_eval_set
 from freezetune.measure.metrics import METRIC_DIRECTIONS
 from freezetune.measure.units import format_duration
+from freezetune.runs.spec import RunSpec
 from freezetune.tasks.causal_lm import LM_DIRECTIONS, CausalLanguageModeling
 from freezetune.tasks.classification import SequenceClassification
-
-if TYPE_CHECKING:  # typing only: run.py imports this module
-    from freezetune.runs.run import RunSpec
 
 log = logging.getLogger("freezetune")
 

@@ -14,9 +14,11 @@ from pathlib import Path
 
 import torch
 
+from freezetune.core.atomic import atomic_write
 from freezetune.core.config import CAUSAL_LM
+from freezetune.core.device import model_inputs, pick_device
 from freezetune.core.errors import FreezetuneError, did_you_mean
-from freezetune.core.helpers import atomic_write, held_logs, model_inputs, pick_device
+from freezetune.core.logs import held_logs
 from freezetune.io.checkpoint import load_checkpoint, read_meta
 from freezetune.io.data import is_missing
 from freezetune.io.tables import read_table

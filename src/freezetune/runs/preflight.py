@@ -13,7 +13,6 @@ file are checked early; the strategy is checked once the model loads.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 import torch
 
@@ -25,11 +24,9 @@ from freezetune.core.model import SequenceClassifier, check_model_folder, defaul
 from freezetune.core.plan import Plan
 from freezetune.core.spec import parse_spec
 from freezetune.runs.loading import check_eval_sets, check_metric
+from freezetune.runs.spec import RunSpec
 from freezetune.runs.tensorboard_log import check_report_to
 from freezetune.strategies.registry import check_fits, check_spec
-
-if TYPE_CHECKING:
-    from freezetune.runs.run import RunSpec
 
 log = logging.getLogger("freezetune")
 

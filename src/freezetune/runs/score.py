@@ -13,7 +13,7 @@ from freezetune.core.figures import new_figure, save_png
 from freezetune.core.model import load_tokenizer
 from freezetune.measure.units import format_duration
 from freezetune.runs.loading import load_data, load_model, make_task
-from freezetune.runs.run import RunSpec
+from freezetune.runs.spec import RunSpec
 from freezetune.scoring.cost import run_estimate
 from freezetune.scoring.result import LayerScores
 from freezetune.scoring.sample import sample_batches

@@ -35,7 +35,8 @@ from freezetune.runs.eval_sets import complete_finished
 from freezetune.runs.loading import load_data, load_model, make_task
 from freezetune.runs.paths import PATH_OPTIONS
 from freezetune.runs.preflight import check_inputs
-from freezetune.runs.run import Retention, RunCaches, RunSpec, resolve_for_run, run_training
+from freezetune.runs.run import Retention, RunCaches, resolve_for_run, run_training
+from freezetune.runs.spec import RunSpec
 from freezetune.runs.tables import results_columns, results_table
 from freezetune.scoring.resolve import Resolution, resolve_strategy
 from freezetune.scoring.select import compact

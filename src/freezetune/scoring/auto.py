@@ -1,6 +1,8 @@
 """The ``auto`` strategy: choose where to fine-tune on the user's own data, and say why.
 
-What it optimises: the best expected task metric. ``budget=`` caps the trained share (cost);
+What it optimises, by default: the cheapest plan whose expected task metric is within the noise of
+the best plan's (:mod:`freezetune.scoring.cheapest`; ``objective=metric``: the best expected metric,
+whatever it costs). ``budget=`` caps the trained share (cost);
 ``retention=R`` keeps at least the share R of the base model's pretrained skill (STS-B
 after/before for encoders, perplexity before/after for decoders). Two methods choose:
 
@@ -28,6 +30,8 @@ from freezetune.core.causal_lm import CausalLM
 from freezetune.core.errors import FreezetuneError
 from freezetune.core.layout import LayerMap
 from freezetune.core.plan import LoraSpec, Plan
+from freezetune.scoring.cheapest import choose, explain_choice
+from freezetune.scoring.cheapest import chosen_plan as cheapest_plan
 from freezetune.scoring.race import chosen_plan, explain_race, race_plan, race_record
 from freezetune.scoring.sample import DEFAULT_SAMPLES
 from freezetune.scoring.scorers import SCORERS, TENSOR_SCORERS, score
@@ -48,6 +52,8 @@ GRANULARITIES = ("block", "tensor")
 
 
 METHODS = ("score", "race")
+# cheapest: the cheapest plan within noise of the best (the default); metric: the best expected metric.
+OBJECTIVES = ("cheapest", "metric")
 # When the training data supports no block (scoring/select.data_support): LoRA of this rank on every block.
 FALLBACK_LORA_RANK = 8
 # The method and scorer that did best on bench/protocol.yaml (bench/results/regret.md; docs/scoring.md).
@@ -80,12 +86,14 @@ def check_auto(layers: LayerMap, *, scorer: str = "gradient", method: str = "", 
     "auto",
     primary="scorer",
     needs_context=True,
-    choices={"scorer": tuple(SCORERS), "method": METHODS, "granularity": GRANULARITIES},
+    choices={"scorer": tuple(SCORERS), "method": METHODS, "granularity": GRANULARITIES, "objective": OBJECTIVES},
     check=check_auto,
     help={
         "scorer": "method=score: gradient (default), fisher, snr, semantic, variability (see docs/scoring.md)",
         "method": "score (forward scoring, the cheapest; default) or race (train the candidate depths briefly, keep "
                   "the best by successive halving)",
+        "objective": "cheapest (default): the cheapest frozen-prefix depth whose predicted metric is within the "
+                     "validation data's noise of the best; metric: the best predicted metric, whatever it costs",
         "budget": "cap on what trains (cost): below 1, share of the model's parameters; 1 or more, number of blocks "
                   "(granularity=tensor: number of tensors); default: no cap",
         "retention": "keep at least this share (0..1) of the base model's pretrained skill: measured at every "
@@ -104,8 +112,9 @@ def check_auto(layers: LayerMap, *, scorer: str = "gradient", method: str = "", 
 def auto(layers: LayerMap, context: ResolveContext, scorer: str = "gradient", method: str = "",
          budget: float | None = None, retention: float | None = None, share: float = 0.25, eta: int = 3,
          rates: str = "1", contiguous: bool = True, granularity: str = "block",
-         threshold: float | None = None, lora: int | None = None) -> Plan:
-    """Choose where to fine-tune for the best task metric, under an optional cost cap and retention floor."""
+         threshold: float | None = None, lora: int | None = None, objective: str = "cheapest") -> Plan:
+    """Choose where to fine-tune: the cheapest plan within noise of the best (or, ``objective=metric``, the
+    best), under an optional cost cap and retention floor."""
     check_auto(layers, scorer=scorer, method=method, budget=budget, retention=retention, granularity=granularity,
                threshold=threshold, lora=lora)
     if retention is not None and context.retention is None:
@@ -116,10 +125,12 @@ def auto(layers: LayerMap, context: ResolveContext, scorer: str = "gradient", me
     else:
         if granularity == "tensor" and budget is None and threshold is None:
             budget = 0.25  # a tensor selection needs a bound; a quarter of the model is the documented default
+        capped = budget is not None
         if granularity == "block" and budget is None:
             budget = layers.num_blocks  # no cap: any suffix may train
         plan = auto_plan(layers, context, scorer=scorer, budget=budget, contiguous=contiguous,
-                         granularity=granularity, threshold=threshold, lora_rank=lora or FALLBACK_LORA_RANK)
+                         granularity=granularity, threshold=threshold, lora_rank=lora or FALLBACK_LORA_RANK,
+                         objective=objective, capped=capped)
     if lora is not None and plan.lora is None:  # (a LoRA fallback already has the rank asked for)
         adapted = lora_plan(plan, lora, layers)
         if adapted is not plan:
@@ -174,12 +185,16 @@ def scored_model(layers: LayerMap, context: ResolveContext, strategy: str):
 
 def auto_plan(layers: LayerMap, context: ResolveContext, *, scorer: str = "semantic", budget: float = 0.25,
               contiguous: bool = True, granularity: str = "block", threshold: float | None = None,
-              max_samples: int = DEFAULT_SAMPLES, lora_rank: int = FALLBACK_LORA_RANK) -> Plan:
+              max_samples: int = DEFAULT_SAMPLES, lora_rank: int = FALLBACK_LORA_RANK, objective: str = "metric",
+              capped: bool = True) -> Plan:
     """Score ``context.model`` on ``context``'s sample; select blocks or tensors.
 
-    Block granularity: the blocks worth training under ``budget`` (see :func:`select_blocks`); a
-    gradient scorer also measures which blocks the training data supports (:func:`data_support`),
-    and when it supports none, rank-``lora_rank`` LoRA adapts every block instead.
+    Block granularity: ``objective="cheapest"`` (contiguous suffixes) takes the cheapest frozen-prefix
+    depth within the validation noise of the best predicted metric (:mod:`freezetune.scoring.cheapest`;
+    ``capped``: only depths within ``budget``); ``objective="metric"`` the best suffix under ``budget``
+    (see :func:`select_blocks`). A gradient scorer also measures which blocks the training data
+    supports (:func:`data_support`), and when it supports none, rank-``lora_rank`` LoRA adapts every
+    block instead.
     Tensor granularity: the block tensors with the best per-tensor scores under ``budget`` (a
     count, or a parameter share), or every one scoring >= ``threshold`` when it is given.
     """
@@ -202,12 +217,37 @@ def auto_plan(layers: LayerMap, context: ResolveContext, *, scorer: str = "seman
     else:
         rows = len(context.train) if context.train is not None else None
         support = data_support(result, rows)
-        plan = select_blocks(result, layers, budget=budget, contiguous=contiguous, support=support)
-        why = explain(result, layers, budget=budget, contiguous=contiguous, support=support, rows=rows)
-        if not plan.blocks:
+        # the objective's loss scale is calibrated on the gradient scorer's relative gradient and noise floor
+        cheapest = objective == "cheapest" and contiguous and scorer in TENSOR_SCORERS
+        if cheapest and (support is None or any(s >= 1 for s in support)):
+            choice = choose(result, layers, support=support, validation_rows=_validation_rows(context, result),
+                            metric=_metric(context), budget=budget if capped else None)
+            plan = cheapest_plan(choice, layers)
+            why = explain_choice(choice, result, layers, support=support, rows=rows,
+                                 budget=budget if capped else None)
+            unsupported = False  # head only (depth L) is a candidate like any other
+        else:
+            plan = select_blocks(result, layers, budget=budget, contiguous=contiguous, support=support)
+            why = explain(result, layers, budget=budget, contiguous=contiguous, support=support, rows=rows)
+            unsupported = not plan.blocks
+            if objective == "cheapest" and scorer not in TENSOR_SCORERS:
+                why += (f"\nObjective: the best predicted metric (the cheapest-within-noise objective predicts "
+                        f"losses from a gradient scorer's signal and noise floor; {scorer} has neither).")
+        if unsupported:
             plan = resolve(f"lora:r={lora_rank}", layers)
             why += (f"\nSo LoRA r={lora_rank} adapts every block instead ({plan.spec}): far fewer weights train, "
                     "the measured remedy for little data (SST-2, 100 rows: LoRA 0.745, full fine-tuning 0.685).")
     # The run logs the explanation and writes selection.txt and scores.json.
     context.selections.append({"scores": result, "explanation": why, "seconds": result.seconds})
     return plan
+
+
+def _validation_rows(context: ResolveContext, result) -> int:
+    """The rows the user's validation set has (the scoring sample's when there is none): the noise's n."""
+    return len(context.validation) if context.validation is not None else result.samples
+
+
+def _metric(context: ResolveContext) -> str | None:
+    """The run's selection metric (``auto`` or none: the task's default, read as a share like accuracy)."""
+    metric = getattr(context.config, "metric", None)
+    return None if metric in (None, "auto") else metric

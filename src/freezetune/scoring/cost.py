@@ -8,7 +8,7 @@ import time
 import numpy as np
 import torch
 
-from freezetune.core.helpers import device_of
+from freezetune.core.device import device_of
 from freezetune.scoring.probes import split_batch, task_for, untouched
 from freezetune.scoring.sample import take
 from freezetune.tasks.task import Task

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
+from freezetune.core.device import device_of
 from freezetune.core.errors import FreezetuneError
-from freezetune.core.helpers import device_of
 from freezetune.core.layout import LayerMap, block_unit
 from freezetune.scoring.probes import no_targets, normalise, split_batch, task_for, timed, untouched
 from freezetune.scoring.result import LayerScores

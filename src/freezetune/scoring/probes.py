@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 from freezetune.core.causal_lm import CausalLM
+from freezetune.core.device import device_of, model_inputs
 from freezetune.core.errors import FreezetuneError
-from freezetune.core.helpers import device_of, model_inputs
 from freezetune.core.layout import LayerMap
 from freezetune.core.model import pool_hidden
 from freezetune.scoring.result import LayerScores

@@ -26,8 +26,8 @@ import torch
 from torch import nn
 
 from freezetune.core.config import TrainConfig
+from freezetune.core.device import autocast_dtype, pick_device
 from freezetune.core.errors import FreezetuneError
-from freezetune.core.helpers import autocast_dtype, pick_device
 from freezetune.core.layout import LayerMap
 from freezetune.core.lora import add_lora
 from freezetune.core.plan import Plan

@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from freezetune.core.errors import FreezetuneError, Interrupted
-from freezetune.core.helpers import TRIM_EVERY, release_free_memory
+from freezetune.core.memory import TRIM_EVERY, release_free_memory
 from freezetune.measure.costs import StepTimer
 from freezetune.measure.metrics import is_better
+from freezetune.training.audit import StepAudit
 from freezetune.training.callbacks import KEEPS_SKILL
 from freezetune.training.interrupts import InterruptFlag
 from freezetune.training.lr_schedule import lr_factor
@@ -132,7 +133,7 @@ class Loop:
         self.progress.update(1)
         self.progress.set_postfix(loss=f"{loss:.4f}")
         if state.step % TRIM_EVERY == 0:
-            release_free_memory()  # freed batch buffers the C heap would otherwise keep (core/helpers.py)
+            release_free_memory()  # freed batch buffers the C heap would otherwise keep (core/memory.py)
         if self.eval_loader is not None and cfg.eval_every and state.step % cfg.eval_every == 0:
             if self.evaluate():
                 return True
@@ -156,7 +157,10 @@ class Loop:
         if self.config.max_grad_norm:
             params = [p for g in tuner.optimizer.param_groups for p in g["params"]]
             torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
+        audit = StepAudit.before_step(tuner.model, tuner.layers, tuner.plan, tuner.optimizer) if step == 0 else None
         tuner.optimizer.step()
+        if audit is not None:  # the fit's first step: did what the plan trains really train? (audit.py)
+            audit.after_step(tuner.model)
         tuner.optimizer.zero_grad(set_to_none=True)
 
     def evaluate(self) -> bool:

@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from freezetune.core.helpers import TRIM_EVERY, release_free_memory
 from freezetune.core.layout import LayerMap
+from freezetune.core.memory import TRIM_EVERY, release_free_memory
 
 log = logging.getLogger("freezetune")
 

@@ -1,0 +1,25 @@
+"""What a plan trains, in the few words a log line or a config's header comment has room for."""
+
+from __future__ import annotations
+
+from freezetune.core.layout import LayerMap
+from freezetune.core.plan import Plan
+from freezetune.scoring.select import compact
+
+
+def blocks_line(plan: Plan, layers: LayerMap) -> str:
+    """``embeddings, blocks 2-3 (attention), head`` / ``LoRA r=8 on blocks 4-5, head`` (blocks from 0 at the input)."""
+    parts = ["embeddings"] if plan.embeddings else []
+    if plan.blocks:
+        detail = ""
+        if plan.tensors:
+            detail = f" ({len(plan.tensors)} tensors)"
+        elif plan.modules:
+            detail = f" ({'+'.join(plan.modules)})"
+        parts.append(f"block{'s' if len(plan.blocks) > 1 else ''} {compact(plan.blocks)}{detail}")
+    if plan.lora is not None:
+        adapted = plan.lora.blocks or tuple(range(layers.num_blocks))
+        parts.append(f"LoRA r={plan.lora.r} on blocks {compact(adapted)}")
+    if plan.head:
+        parts.append("head")
+    return ", ".join(parts) or "nothing"
