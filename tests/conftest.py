@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-pytest_plugins = ["serve_fixtures"]  # the server tests' checkpoints (tests/serve)
-
 import os
 
 # Set before anything imports huggingface_hub or transformers, which read them at import.
@@ -15,6 +13,8 @@ import torch  # noqa: E402
 
 from freezetune.cli.main import main  # noqa: E402
 from freezetune.training.callbacks import Callback  # noqa: E402
+
+pytest_plugins = ["serve_fixtures"]  # the server tests' checkpoints (tests/serve)
 
 # Command-line flags that make a training run take seconds.
 FAST = ["--epochs", "1", "--batch-size", "8", "--max-length", "16", "--no-progress", "--retention", "none"]
