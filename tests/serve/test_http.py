@@ -83,7 +83,8 @@ def test_pair_tasks_take_text_pairs(live):
     client, _ = live
     one = post(client, "/v1/classify", {"model": "pair", "input": ["a great film", "yes"]}).json()
     many = post(client, "/v1/classify", {"model": "pair", "input": [["a great film", "yes"], ["ok", "no"]]}).json()
-    assert len(one["data"]) == 1 and len(many["data"]) == 2 and one["data"][0]["probs"] == many["data"][0]["probs"]
+    assert len(one["data"]) == 1 and len(many["data"]) == 2
+    assert one["data"][0]["probs"] == pytest.approx(many["data"][0]["probs"], abs=1e-5)  # padding differs
     assert error_of(post(client, "/v1/classify", {"model": "pair", "input": "lonely"}), 400)["param"] == "input"
     assert error_of(post(client, "/v1/classify", {"model": "k1", "input": [["a", "b"]]}), 400)["param"] == "input[0]"
 
