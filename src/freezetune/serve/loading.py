@@ -22,6 +22,7 @@ from freezetune.core.causal_lm import load_causal_lm
 from freezetune.core.config import CAUSAL_LM, CLASSIFICATION
 from freezetune.core.errors import FreezetuneError
 from freezetune.core.layout import EMBEDDINGS, LayerMap
+from freezetune.core.logs import held_logs
 from freezetune.core.lora import add_lora
 from freezetune.core.model import SequenceClassifier, check_model_folder, load_classifier, load_tokenizer
 from freezetune.core.plan import Plan
@@ -142,15 +143,21 @@ def load_bases(specs: list[str]) -> list[Base]:
         except FreezetuneError as error:
             raise FreezetuneError(f"checkpoint {name}: its base model cannot be found ({error})") from None
         described.append((name, folder, meta))
+    from transformers.utils import logging as hf_logging
+
+    # transformers draws a "Loading weights" bar per model on stderr: a server logs lines, and a refusal
+    # must stay the one line it is.
+    hf_logging.disable_progress_bar()
     bases: dict[tuple, Base] = {}
-    for name, folder, meta in described:
-        key = (meta["base_model"], meta.get("gguf_file"), meta.get("task", CLASSIFICATION))
-        if key not in bases:
-            bases[key] = _load_base(meta)
-        base = bases[key]
-        base.tasks[name] = _load_task(name, folder, meta, base)
-        log.info("loaded %s onto %s: shares blocks 0..%d, adds %.1f MiB", name, base.path,
-                 base.tasks[name].depth - 1, base.tasks[name].own_bytes / 2**20)
+    with held_logs(logging.getLogger("freezetune")):  # a refusal is the only line; the notes come once all loaded
+        for name, folder, meta in described:
+            key = (meta["base_model"], meta.get("gguf_file"), meta.get("task", CLASSIFICATION))
+            if key not in bases:
+                bases[key] = _load_base(meta)
+            base = bases[key]
+            base.tasks[name] = _load_task(name, folder, meta, base)
+            log.info("loaded %s onto %s: shares blocks 0..%d, adds %.1f MiB", name, base.path,
+                     base.tasks[name].depth - 1, base.tasks[name].own_bytes / 2**20)
     return list(bases.values())
 
 
