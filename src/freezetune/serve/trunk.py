@@ -16,11 +16,8 @@ from dataclasses import dataclass
 import torch
 
 from freezetune.serve.loading import Base
+from freezetune.training.boundaries import boundary_states, up_to_deepest
 from freezetune.training.prefix_cache import start_at
-
-
-class _Stop(Exception):
-    """Raised by the last hook: the blocks above the deepest boundary are not needed."""
 
 
 @dataclass
@@ -59,35 +56,8 @@ class Batch:
 def boundaries(base: Base, inputs: dict[str, torch.Tensor], depths: list[int]) -> dict[int, torch.Tensor]:
     """The base's hidden states at each boundary in ``depths`` (all > 0), in one forward that stops
     at the deepest."""
-    blocks = base.layers.blocks
-    top = max(depths)
-    captured: dict[int, torch.Tensor] = {}
-    handles = []
-
-    def before(depth: int):
-        def hook(module, args, kwargs):
-            captured[depth] = args[0] if args else kwargs["hidden_states"]
-            if depth == top:
-                raise _Stop
-        return hook
-
-    def after_last(module, args, kwargs, output):
-        captured[len(blocks)] = output[0] if isinstance(output, tuple) else output
-        raise _Stop
-
-    try:
-        for depth in sorted(set(depths)):
-            if depth < len(blocks):
-                handles.append(blocks[depth].register_forward_pre_hook(before(depth), with_kwargs=True))
-            else:
-                handles.append(blocks[-1].register_forward_hook(after_last, with_kwargs=True))
-        try:
-            base.model.backbone(**inputs)
-        except _Stop:
-            pass
-    finally:
-        for handle in handles:
-            handle.remove()
+    with boundary_states(base.layers.blocks, depths) as captured:
+        up_to_deepest(lambda: base.model.backbone(**inputs))
     return captured
 
 

@@ -27,6 +27,7 @@ from torch import nn
 
 from freezetune.core.layout import LayerMap
 from freezetune.core.memory import TRIM_EVERY, release_free_memory
+from freezetune.training.boundaries import boundary_states, up_to_deepest
 
 log = logging.getLogger("freezetune")
 
@@ -232,29 +233,10 @@ def build_caches(
         in_ram = sum(c.ram_bytes for c in caches.values())
         caches[d] = PrefixCache(keys[d], lengths, model.config.hidden_size, dtype=dtype,
                                 ram_limit_bytes=max(0, ram_limit_bytes - in_ram), directory=directory)
-    captured: dict[int, torch.Tensor] = {}
-    top = depths[-1]
-    blocks = layers.blocks
-
-    def capture_at(d: int):
-        def hook(module, args, kwargs):
-            captured[d] = args[0] if args else kwargs["hidden_states"]
-            if d == top:
-                raise _Stop
-        return hook
-
-    def capture_after_last(module, args, kwargs, out):
-        captured[len(blocks)] = out[0] if isinstance(out, tuple) else out
-        raise _Stop
-
-    # Block d's input is the boundary state; at depth L it is what the last block returns.
-    hooks = [blocks[d].register_forward_pre_hook(capture_at(d), with_kwargs=True) for d in depths if d < len(blocks)]
-    if top == len(blocks):
-        hooks.append(blocks[-1].register_forward_hook(capture_after_last, with_kwargs=True))
     modes = {module: module.training for module in model.modules()}  # a frozen prefix may be in eval mode
     model.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), boundary_states(layers.blocks, depths) as captured:
             for number, batch in enumerate(loader, 1):
                 if number % TRIM_EVERY == 0:
                     release_free_memory()  # the previous batches' activations, freed but held by the C heap
@@ -265,23 +247,14 @@ def build_caches(
                 start = (start_at(layers, source.depth, source.fetch(indices, batch["attention_mask"]).to(device))
                          if source is not None else contextlib.nullcontext())
                 with start, torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-                    try:
-                        model(**batch)
-                    except _Stop:
-                        pass
+                    up_to_deepest(lambda: model(**batch))
                 for d in depths:
                     caches[d].store(indices, captured[d].float(), batch["attention_mask"])
     finally:
-        for hook in hooks:
-            hook.remove()
         for module, training in modes.items():
             module.training = training
     release_free_memory()  # the pass's activation buffers, freed but still held by the C heap
     return caches
-
-
-class _Stop(Exception):
-    """Raised by the capture hook: nothing above the boundary needs to run while caching."""
 
 
 class CacheStore:
