@@ -68,6 +68,7 @@ def test_compare_table_names_auto_choice_in_readable_units(tiny_model_dir, senti
         header, _, *lines = table.splitlines()
         assert header.split()[:4] == ["strategy", "chosen", "plan", "per"]
         auto = next(line for line in lines if line.startswith("auto:gradient:budget=1"))
-        assert chosen in auto and re.search(r"KiB( +[\d.]+ s){5} +\d+ MiB$", auto)  # waited, train, cache, scoring, step
+        # five durations (waited, train, cache build, scoring, step), then peak memory
+        assert chosen in auto and re.search(r"KiB( +[\d.]+ s){5} +\d+ MiB$", auto)
     assert (out / "results.csv").read_text().startswith("strategy,chosen,accuracy,accuracy_std,headline_pm,")
     assert isinstance(rows["head_only"]["trainable_params"], int)
