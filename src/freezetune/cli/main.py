@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 
 import freezetune
-from freezetune.cli import compare, export, inspect, predict, retention, score, serve, strategies, train
+from freezetune.cli import compare, export, inspect, plan, predict, retention, score, serve, strategies, train
 from freezetune.cli import report as report_command  # `report` is the error printer below
 from freezetune.cli.flags import config_values
 from freezetune.cli.parser import OneLineParser
@@ -24,7 +24,7 @@ from freezetune.core.errors import FreezetuneError, Interrupted, report
 
 log = logging.getLogger("freezetune")
 
-COMMANDS = (strategies, inspect, train, compare, report_command, predict, export, retention, score, serve)
+COMMANDS = (strategies, inspect, train, compare, report_command, predict, export, plan, retention, score, serve)
 
 
 def build_parser() -> argparse.ArgumentParser:

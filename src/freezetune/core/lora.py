@@ -55,7 +55,7 @@ def _matches(name: str, target: str) -> bool:
     return name == target or name.endswith("." + target)
 
 
-def _resolve_targets(spec: LoraSpec, layers: LayerMap) -> list[str]:
+def lora_targets(spec: LoraSpec, layers: LayerMap) -> list[str]:
     """Full dotted names of the linears to adapt, in block order."""
     blocks = sorted(set(spec.blocks)) if spec.blocks else list(range(layers.num_blocks))
     for index in blocks:
@@ -97,7 +97,7 @@ def add_lora(model: nn.Module, spec: LoraSpec, layers: LayerMap) -> tuple[nn.Mod
     """Inject LoRA adapters in place (once); return the model and its rebuilt LayerMap."""
     from peft import LoraConfig, inject_adapter_in_model
 
-    names = _resolve_targets(spec, layers)
+    names = lora_targets(spec, layers)
     key = _key(spec, names)
     has_adapters = any("lora_" in n for n, _ in model.named_parameters())
     if has_adapters:
@@ -160,7 +160,7 @@ def peft_lora_config(model: nn.Module, spec: LoraSpec, *, rename=None, **fields)
 
     if getattr(model, _SPEC_ATTR, None) is None:
         raise FreezetuneError("the model has no LoRA adapters added by freezetune to save")
-    names = _resolve_targets(spec, LayerMap.from_model(model))
+    names = lora_targets(spec, LayerMap.from_model(model))
     if getattr(model, _SPEC_ATTR) != _key(spec, names):
         raise FreezetuneError(f"{spec} is not the LoRA spec this model was adapted with")
     rename = rename or (lambda name: name)

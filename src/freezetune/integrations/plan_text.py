@@ -23,3 +23,20 @@ def blocks_line(plan: Plan, layers: LayerMap) -> str:
     if plan.head:
         parts.append("head")
     return ", ".join(parts) or "nothing"
+
+
+
+def header_lines(plan: Plan, layers: LayerMap, *, tool: str, model: str, trained: int, total: int,
+                 command: str) -> list[str]:
+    """What trains and the command that made it: the comment block atop an exported config."""
+    trainable = plan.trainable_blocks(layers.num_blocks)
+    frozen_blocks = [b for b in range(layers.num_blocks) if b not in trainable]
+    frozen = ([] if plan.embeddings else ["embeddings"]) + ([f"blocks {compact(frozen_blocks)}"] if frozen_blocks
+                                                            else []) + ([] if plan.head else ["head"])
+    share = trained / total if total else 0.0
+    return [
+        f"freezetune plan for {tool}: {plan.spec} on {model}",
+        f"trains: {blocks_line(plan, layers)}; {trained:,} of {total:,} parameters train in full ({share:.2%})",
+        f"frozen: {', '.join(frozen) or 'nothing'} (blocks are numbered from 0 at the input)",
+        f"made with: {command}",
+    ]
