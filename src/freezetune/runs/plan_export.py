@@ -55,6 +55,7 @@ def export_plan(spec: RunSpec, strategy: str, fmt: str, output: str | Path, *, s
         target = _measured(spec.resolved(), strategy, samples=samples, seed=seed)
     else:
         model, gguf_file = _model_of(spec)
+        log.info("reading the layout of %s%s ...", model, f" ({gguf_file})" if gguf_file else "")
         hf = target_model(model, causal_lm=causal_lm, gguf_file=gguf_file,
                           trust_remote_code=spec.model.trust_remote_code)
         layers = LayerMap.from_model(hf)
@@ -88,5 +89,5 @@ def _measured(spec: RunSpec, strategy: str, *, samples: int, seed: int) -> Targe
     hf = target_model(m.model, causal_lm=causal_lm, num_labels=len(getattr(task, "label_names", ())) or 2,
                       gguf_file=m.gguf_file, trust_remote_code=m.trust_remote_code)
     layers = LayerMap.from_model(hf)
-    chosen = [line for s in selections for line in s.get("explanation", "").splitlines() if line.startswith("chosen")]
+    chosen = [s["explanation"].splitlines()[0] for s in selections if s.get("explanation")]  # the summary line
     return Target(carried(plan, LayerMap.from_model(model), layers), layers, m.model, causal_lm, tuple(chosen))
