@@ -121,7 +121,7 @@ def load(url: str, bodies: list, clients: int, seconds: float) -> dict:
     lock = threading.Lock()
     queue = list(bodies)
     stop_at = time.monotonic() + seconds
-    errors = [0]
+    errors: dict[int, int] = {}  # status code -> count: a 503 is the bounded queue, anything else a fault
 
     def client():
         with httpx.Client(base_url=url, timeout=120) as http:
@@ -132,8 +132,9 @@ def load(url: str, bodies: list, clients: int, seconds: float) -> dict:
                     steps = queue.pop()
                 t0 = time.perf_counter()
                 for body in steps:
-                    if http.post("/v1/classify", json=body).status_code != 200:
-                        errors[0] += 1
+                    status = http.post("/v1/classify", json=body).status_code
+                    if status != 200:
+                        errors[status] = errors.get(status, 0) + 1
                 with lock:
                     latencies.append(time.perf_counter() - t0)
 
@@ -144,7 +145,8 @@ def load(url: str, bodies: list, clients: int, seconds: float) -> dict:
     for thread in threads:
         thread.join()
     wall = time.perf_counter() - t0
-    return {"requests_per_s": len(latencies) / wall, "wall_s": wall, "errors": errors[0], **percentiles(latencies)}
+    return {"requests_per_s": len(latencies) / wall, "wall_s": wall, "errors": sum(errors.values()), "error_statuses": errors,
+            **percentiles(latencies)}
 
 
 def main() -> None:
@@ -259,12 +261,20 @@ def report(r: dict) -> str:
         for key, label in labels.items():
             x = http[key]
             lines.append(f"| {label} | {x['requests_per_s']:.2f} | {x['p50_ms']:.0f} | {x['p99_ms']:.0f} | "
-                         f"{x['n']} | {x['errors']} |")
+                         f"{x['n']} | {_errors(x)} |")
         b = http["serve_fan_out"]["requests_per_s"] / http["serve_one_by_one"]["requests_per_s"]
         lines += ["", f"(b) fan-out throughput {b:.2f}x the one-by-one requests ({b / limit:.2f} of the {limit:.2f}x "
                       "limit)."]
     return "\n".join(lines) + "\n"
 
 
+def _errors(arm: dict) -> str:
+    """``0``, or ``1 (503: 1)``: the statuses say whether the queue refused or the server failed."""
+    statuses = arm.get("error_statuses") or {}
+    detail = ", ".join(f"{code}: {n}" for code, n in sorted(statuses.items()))
+    return f"{arm['errors']} ({detail})" if detail else str(arm["errors"])
+
+
 if __name__ == "__main__":
     main()
+

@@ -7,11 +7,11 @@ import sys
 
 import freezetune
 from freezetune.cli.flags import STRATEGY_HELP, add_config_flag, add_dataclass_flags, pick
+from freezetune.cli.score import DEFAULT_SAMPLES
 from freezetune.core.config import DataConfig, ModelConfig
 
 # The integrations layer's format names, spelled out so that --help needs no torch (a test holds them equal).
 FORMAT_NAMES = ("json", "axolotl", "llama-factory", "peft")
-DEFAULT_SAMPLES = 256
 
 
 def add_parser(commands) -> None:
