@@ -58,7 +58,10 @@ def test_a_plan_the_tool_cannot_express_is_refused_and_nothing_is_written(tiny_d
      r"lisa is a schedule .*FreezetuneCallback\('lisa'\)"),
     (["--strategy", "top_k:2", "--format", "axolotl"], r"axolotl fine-tunes causal LMs: pass --task causal-lm"),
     (["--strategy", "top_k:2", "--format", "yaml"], r"argument --format: invalid choice: 'yaml'"),
-    (["--strategy", "top_k:9", "--format", "json", "--task", "causal-lm"], r"top_k"),
+    (["--strategy", "top_k:9", "--format", "json", "--task", "causal-lm"], r"top_k needs 0 <= k <= 4"),
+    (["--strategy", "auto", "--format", "json", "--samples", "0"], r"--samples must be at least 1"),
+    (["--strategy", "top_k:2", "--format", "json", "--model", "/nope"], r"no such model folder: /nope"),
+    (["--strategy", "top_k:x", "--format", "json"], r"malformed strategy spec 'top_k:x'"),
 ])
 def test_bad_requests_are_one_line(tiny_decoder_dir, tmp_path, capsys, args, pattern):
     refused(["plan", "--model", tiny_decoder_dir, "--output", str(tmp_path / "plan"), *args], capsys, pattern)

@@ -15,21 +15,25 @@ from freezetune.core.atomic import atomic_write_text
 from freezetune.core.config import CAUSAL_LM
 from freezetune.core.errors import FreezetuneError
 from freezetune.core.layout import LayerMap
-from freezetune.core.model import load_tokenizer
+from freezetune.core.model import check_model_folder, load_tokenizer
 from freezetune.integrations.plan_exports import CAUSAL_ONLY, FILES, FORMATS
 from freezetune.integrations.resolution import is_schedule_spec, resolve_on
 from freezetune.integrations.target import Target, carried, target_model
 from freezetune.io import defaults
 from freezetune.runs.loading import load_data, load_model, make_task
+from freezetune.runs.preflight import check_before_loading
 from freezetune.runs.spec import RunSpec
 from freezetune.scoring.sample import sample_batches
-from freezetune.strategies.registry import needs_context, resolve
+from freezetune.strategies.registry import check_spec, needs_context, resolve
 
 log = logging.getLogger("freezetune")
 
 
-def check_plan_request(strategy: str, fmt: str, task: str, output: str | Path) -> list[Path]:
+def check_plan_request(strategy: str, fmt: str, task: str, output: str | Path, samples: int = 1) -> list[Path]:
     """Everything that can be refused before a model loads; returns the files that will be written."""
+    check_spec(strategy)
+    if samples < 1:
+        raise FreezetuneError(f"--samples must be at least 1 (training rows auto scores), got {samples}")
     if fmt not in FORMATS:
         raise FreezetuneError(f"unknown --format {fmt}: choose from {', '.join(FORMATS)}")
     if is_schedule_spec(strategy):
@@ -49,13 +53,15 @@ def check_plan_request(strategy: str, fmt: str, task: str, output: str | Path) -
 def export_plan(spec: RunSpec, strategy: str, fmt: str, output: str | Path, *, samples: int, seed: int,
                 command: str) -> tuple[Target, list[Path]]:
     """Resolve ``strategy`` and write it in ``fmt`` under ``output``; return the target and the files."""
-    paths = check_plan_request(strategy, fmt, spec.data.task, output)
+    paths = check_plan_request(strategy, fmt, spec.data.task, output, samples)
     causal_lm = spec.data.task == CAUSAL_LM
     if needs_context(strategy):
         target = _measured(spec.resolved(), strategy, samples=samples, seed=seed)
     else:
         model, gguf_file = _model_of(spec)
-        log.info("reading the layout of %s%s ...", model, f" ({gguf_file})" if gguf_file else "")
+        check_model_folder(model, gguf_file)
+        if gguf_file:  # its config is read from the GGUF file: seconds
+            log.info("reading the layout of %s (%s) ...", model, gguf_file)
         hf = target_model(model, causal_lm=causal_lm, gguf_file=gguf_file,
                           trust_remote_code=spec.model.trust_remote_code)
         layers = LayerMap.from_model(hf)
@@ -76,6 +82,7 @@ def _model_of(spec: RunSpec) -> tuple[str, str | None]:
 
 
 def _measured(spec: RunSpec, strategy: str, *, samples: int, seed: int) -> Target:
+    check_before_loading([strategy], spec.model, spec.data.task, spec.data.retention)
     m = spec.model
     tokenizer = load_tokenizer(m.model, gguf_file=m.gguf_file, trust_remote_code=m.trust_remote_code)
     data = load_data(spec, tokenizer)
