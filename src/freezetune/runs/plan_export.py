@@ -96,5 +96,6 @@ def _measured(spec: RunSpec, strategy: str, *, samples: int, seed: int) -> Targe
     hf = target_model(m.model, causal_lm=causal_lm, num_labels=len(getattr(task, "label_names", ())) or 2,
                       gguf_file=m.gguf_file, trust_remote_code=m.trust_remote_code)
     layers = LayerMap.from_model(hf)
-    chosen = [s["explanation"].splitlines()[0] for s in selections if s.get("explanation")]  # the summary line
+    # the summary line, without what freezetune's own loop does with the choice (its cache)
+    chosen = [s["explanation"].splitlines()[0].split("; ")[0] for s in selections if s.get("explanation")]
     return Target(carried(plan, LayerMap.from_model(model), layers), layers, m.model, causal_lm, tuple(chosen))
