@@ -34,7 +34,8 @@ def llama_factory_keys(target: Target) -> dict:
         why = _mismatch(keys, plan, target.layers)
         if not why:
             return keys
-    raise cannot_express(TOOL, why, _nearest(plan, target.layers))
+    nearest = _nearest(plan, target.layers)
+    raise cannot_express(TOOL, why, nearest, instead="" if nearest else "; write it with --format axolotl or json")
 
 
 def trained_by(keys: dict, names: list[str], num_layers: int) -> set[str]:
