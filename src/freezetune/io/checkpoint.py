@@ -218,28 +218,18 @@ def load_checkpoint(
     base = base_path or meta["base_model"]
     gguf_file = meta.get("gguf_file")
     model = load_base(meta, base_path)
-    found = base_fingerprint(model.backbone)
-    if found != meta["base_fingerprint"]:
-        raise FreezetuneError(
-            f"checkpoint {folder} was trained on a different base model (fingerprint "
-            f"{meta['base_fingerprint']} != {found} of {base}); pass the base it was trained from with --model"
-        )
+    check_base_fingerprint(meta, base_fingerprint(model.backbone), checkpoint=str(folder), base=str(base),
+                           remedy="pass the base it was trained from with --model")
     plan = Plan.from_dict(meta["plan"])
     layers = LayerMap.from_model(model)
     if plan.lora is not None:
         model, layers = add_lora(model, plan.lora, layers)
     params = dict(model.named_parameters())
     tensors = {name: tensors[name] for name in meta["tensors"]}  # the model's order
-    for name, value in tensors.items():
-        if name not in params:
-            raise FreezetuneError(
-                f"checkpoint {folder} does not fit base {base}: the model has no tensor {name}"
-            )
-        if tuple(params[name].shape) != tuple(value.shape):
-            raise FreezetuneError(
-                f"checkpoint {folder} does not fit base {base}: {name} has shape {tuple(value.shape)} "
-                f"in the checkpoint but {tuple(params[name].shape)} in the model"
-            )
+    try:
+        check_tensors_fit(params, tensors)
+    except FreezetuneError as error:
+        raise FreezetuneError(f"checkpoint {folder} does not fit base {base}: {error}") from None
     with torch.no_grad():
         for name, value in tensors.items():
             params[name].copy_(value)
@@ -249,8 +239,29 @@ def load_checkpoint(
     return model, tokenizer, meta
 
 
+def check_base_fingerprint(meta: dict, found: str, *, checkpoint: str, base: str, remedy: str) -> None:
+    """Refuse a checkpoint whose recorded base fingerprint is not that of the weights found at ``base``."""
+    if found != meta["base_fingerprint"]:
+        raise FreezetuneError(
+            f"checkpoint {checkpoint} was trained on a different base model (fingerprint "
+            f"{meta['base_fingerprint']} != {found} of {base}); {remedy}"
+        )
+
+
+def check_tensors_fit(params: dict[str, nn.Parameter], tensors: dict[str, torch.Tensor]) -> None:
+    """Every checkpoint tensor names a parameter of the model, with its shape."""
+    for name, value in tensors.items():
+        if name not in params:
+            raise FreezetuneError(f"the model has no tensor {name}")
+        if tuple(params[name].shape) != tuple(value.shape):
+            raise FreezetuneError(f"{name} has shape {tuple(value.shape)} in the checkpoint but "
+                                  f"{tuple(params[name].shape)} in the model")
+
+
 __all__ = [
     "base_fingerprint",
+    "check_base_fingerprint",
+    "check_tensors_fit",
     "save_checkpoint",
     "load_checkpoint",
     "read_meta",

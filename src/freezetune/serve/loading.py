@@ -26,7 +26,13 @@ from freezetune.core.logs import held_logs
 from freezetune.core.lora import add_lora
 from freezetune.core.model import SequenceClassifier, check_model_folder, load_classifier, load_tokenizer
 from freezetune.core.plan import Plan
-from freezetune.io.checkpoint import base_fingerprint, read_meta, read_tensors, trusts_remote_code
+from freezetune.io.checkpoint import (
+    base_fingerprint,
+    check_base_fingerprint,
+    read_meta,
+    read_tensors,
+    trusts_remote_code,
+)
 from freezetune.io.lm_data import PromptFormat
 from freezetune.io.rundir import is_run
 from freezetune.serve.sharing import own_bytes, put_tensors, shared_copy
@@ -191,12 +197,8 @@ def _load_task(name: str, folder: Path, meta: dict, base: Base) -> ServedTask:
     names = tuple(n for n, _ in model.backbone.named_parameters())
     if names not in base.fingerprints:
         base.fingerprints[names] = base_fingerprint(model.backbone)
-    found = base.fingerprints[names]
-    if found != meta["base_fingerprint"]:
-        raise FreezetuneError(
-            f"checkpoint {name} ({folder}) was trained on a different base model: fingerprint "
-            f"{meta['base_fingerprint']} != {found} of {base.path}; serve it with the base it was trained from"
-        )
+    check_base_fingerprint(meta, base.fingerprints[names], checkpoint=f"{name} ({folder})", base=str(base.path),
+                           remedy="serve it with the base it was trained from")
     plan = Plan.from_dict(meta["plan"])
     layers = LayerMap.from_model(model)
     if plan.lora is not None:

@@ -15,7 +15,7 @@ import copy
 import torch
 from torch import nn
 
-from freezetune.core.errors import FreezetuneError
+from freezetune.io.checkpoint import check_tensors_fit
 
 
 def shared_copy(model: nn.Module) -> nn.Module:
@@ -40,13 +40,9 @@ def put_tensors(model: nn.Module, tensors: dict[str, torch.Tensor]) -> None:
     for name, param in model.named_parameters(remove_duplicate=False):
         aliases.setdefault(id(param), []).append(name)
     params = dict(model.named_parameters(remove_duplicate=False))
+    check_tensors_fit(params, tensors)
     for name, value in tensors.items():
-        if name not in params:
-            raise FreezetuneError(f"the model has no tensor {name}")
         old = params[name]
-        if tuple(old.shape) != tuple(value.shape):
-            raise FreezetuneError(f"{name} has shape {tuple(value.shape)} in the checkpoint but "
-                                  f"{tuple(old.shape)} in the model")
         new = nn.Parameter(value.to(old.dtype).clone(), requires_grad=False)
         for alias in aliases[id(old)]:
             owner, _, leaf = alias.rpartition(".")
