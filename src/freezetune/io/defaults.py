@@ -61,6 +61,13 @@ def smollm2_gguf() -> tuple[str, str]:
     return str(folder), SMOLLM2_GGUF_FILE
 
 
+
+def default_model(causal_lm: bool) -> tuple[str, str | None]:
+    """(folder, GGUF file or None) of the model a run takes when --model is not given."""
+    if causal_lm:  # the embedded decoder: SmolLM2-135M-Instruct
+        return smollm2_gguf()
+    return default_model_path(), None
+
 def shared_data_dir() -> Path | None:
     """The read-only folder of public data sets beside the repo (`../shared/data`), or None.
 

@@ -76,9 +76,7 @@ def export_plan(spec: RunSpec, strategy: str, fmt: str, output: str | Path, *, s
 def _model_of(spec: RunSpec) -> tuple[str, str | None]:
     if spec.model.model is not None:
         return spec.model.model, spec.model.gguf_file
-    if spec.data.task == CAUSAL_LM:
-        return defaults.smollm2_gguf()
-    return defaults.default_model_path(), None
+    return defaults.default_model(spec.data.task == CAUSAL_LM)
 
 
 def _measured(spec: RunSpec, strategy: str, *, samples: int, seed: int) -> Target:

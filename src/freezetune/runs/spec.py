@@ -40,10 +40,9 @@ class RunSpec:
             data.label_column = data.label_column or defaults.DEFAULT_LABEL_COLUMN
         data.text_column = data.text_column or "text"
         data.label_column = data.label_column or "label"
-        if model.model is None and data.task == CAUSAL_LM:  # the embedded decoder: SmolLM2-135M-Instruct
-            model.model, model.gguf_file = defaults.smollm2_gguf()
-        elif model.model is None:
-            model.model = defaults.default_model_path()
+        if model.model is None:
+            model.model, gguf_file = defaults.default_model(data.task == CAUSAL_LM)
+            model.gguf_file = gguf_file or model.gguf_file
         for config in (data, model):  # absolute in config.yaml: it repeats the run from any folder
             for key, value in absolute_paths(asdict(config)).items():
                 setattr(config, key, value)
